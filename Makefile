@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   — install, then init + generate + verify on the embedded defaults (SQLite, tiny model, local CA)
+#   make test   — install, then run the test suite (the same command CI runs: .ci/run)
+# PyTorch is installed first, pinned to the CPU build (torch==2.13.0); any other spec would pull CUDA packages.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hallmark-installed
+
+.PHONY: install demo test bench-watermark clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hallmark init
+	$(BIN)/hallmark generate "a red kite over the sea" -o out.mp4 --json
+	$(BIN)/hallmark verify out.mp4
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .hallmark out.mp4

@@ -1,0 +1,216 @@
+"""Appending to the audit log, in the caller's transaction, and the erasure of personal data.
+
+    AuditLog(session).append("generation.requested", actor_id=account.id, subject=generation.id,
+                             personal={"prompt": prompt}, params={...})
+
+`**data` goes into the leaf as it is (public to auditors, immutable); `personal` values stay outside the leaf,
+committed to by salted hashes, and can be erased later without touching the leaf or any proof.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import date, datetime
+from enum import Enum
+from pathlib import PurePath
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import insert, or_, text
+from sqlalchemy.orm import Session as SASession
+from sqlmodel import Session, col, select
+
+from registry.audit.leaf import (
+    LeafError,
+    assemble_leaf,
+    commitment,
+    decode_leaf,
+    is_simple,
+    leaf_parts,
+    new_salt,
+)
+from registry.audit.tables import AuditEntry, AuditPending, AuditPersonal
+from registry.audit.tree import request_integration
+from registry.clock import as_utc, utcnow
+from registry.errors import NotFound, RegistryError
+
+_KIND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_FIELD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+INSERT_PENDING = insert(AuditPending.__table__)
+_STAGED = "hallmark.audit.staged"
+
+
+class InvalidAuditEvent(RegistryError):
+    """An event the log cannot record exactly (a programming error in the caller: the change is refused too)."""
+
+    code = "invalid_audit_event"
+    status = 500
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """An event as read back: `index` is its place in the log, None while it waits to be sequenced."""
+
+    index: int | None
+    at: datetime
+    kind: str
+    actor_id: str | None
+    subject: str | None
+    data: dict[str, Any]
+    personal: dict[str, Any] | None  # field -> value, for fields not erased
+
+    @property
+    def seq(self) -> int | None:  # the v0 name
+        return self.index
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """An appended event, as queued in the caller's transaction (it gets its index when it is sequenced)."""
+
+    at: datetime
+    kind: str
+    actor_id: str | None
+    subject: str | None
+    data: dict[str, Any]
+    personal: dict[str, Any] | None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-native copy of a value (enums by value, times as ISO 8601, paths as text), refusing anything else."""
+    def default(item: Any) -> Any:
+        if isinstance(item, Enum):
+            return item.value
+        if isinstance(item, (datetime, date)):
+            return item.isoformat()
+        if isinstance(item, PurePath):
+            return str(item)
+        if isinstance(item, (set, frozenset)):
+            return sorted(item)
+        if hasattr(item, "model_dump"):  # pydantic models
+            return item.model_dump(mode="json")
+        if is_dataclass(item) and not isinstance(item, type):
+            return asdict(item)
+        raise TypeError(f"{type(item).__name__} is not JSON")
+
+    if is_simple(value):
+        return value
+    try:
+        return json.loads(json.dumps(value, default=default, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidAuditEvent(f"The audit event data cannot be logged exactly: {exc}") from exc
+
+
+def _exactly(encode: Any, *args: Any, **kwargs: Any) -> Any:
+    """Canonical encoding fails now, in the caller's transaction, for what JSON cannot carry exactly (NaN,
+    integers beyond 2**53), rather than later in the integrator."""
+    try:
+        return encode(*args, **kwargs)
+    except LeafError as exc:
+        raise InvalidAuditEvent(f"The audit event data cannot be logged exactly: {exc}") from exc
+
+
+class AuditLog:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def append(self, kind: str, *, actor_id: str | None = None, subject: str | None = None,
+               personal: dict[str, Any] | None = None, **data: Any) -> QueuedEvent:
+        """Record an event in the caller's transaction: it commits (and is later sequenced) with the change it
+        records, or not at all. `personal` holds erasable personal data (prompt text, names, e-mail)."""
+        if not _KIND.match(kind) or len(kind) > 64:
+            raise InvalidAuditEvent(f"{kind!r} is not an audit event kind (like 'generation.requested').")
+        stored_personal: dict[str, dict[str, Any]] = {}
+        commitments: dict[str, str] = {}
+        for name, value in (personal or {}).items():
+            if not isinstance(name, str) or not _FIELD.match(name):
+                raise InvalidAuditEvent(f"personal field names are lower_snake_case, not {name!r}")
+            if value is None:
+                continue
+            salt, plain = new_salt(), _plain(value)
+            stored_personal[name] = {"salt": base64.b64encode(salt).decode(), "value": plain}
+            commitments[name] = _exactly(commitment, salt, plain)
+        event = QueuedEvent(at=utcnow(), kind=kind, actor_id=actor_id, subject=subject, data=_plain(data),
+                            personal=stored_personal or None)
+        head, tail = _exactly(leaf_parts, at=event.at, kind=kind, actor_id=actor_id, subject=subject,
+                              data=event.data, commitments=commitments)
+        # A cached Core INSERT on the session's connection (same transaction), not an ORM object: a fraction of
+        # the cost per event.
+        self.session.connection().execute(INSERT_PENDING, {
+            "at": event.at, "kind": kind, "actor_id": actor_id, "subject": subject, "leaf_head": head,
+            "leaf_tail": tail, "personal": event.personal})
+        self._integrate_after_commit()
+        return event
+
+    def _integrate_after_commit(self) -> None:
+        self.session.info[_STAGED] = True  # read by _after_commit below
+
+    # --- reading ----------------------------------------------------------------------------------------------
+    def for_subject(self, subject: str) -> list[AuditEvent]:
+        """Every event about `subject` (or by it, as actor), sequenced ones first in log order, then waiting ones."""
+        entries = self.session.exec(
+            select(AuditEntry, AuditPersonal)
+            .join(AuditPersonal, col(AuditPersonal.leaf_index) == col(AuditEntry.leaf_index), isouter=True)
+            .where(or_(col(AuditEntry.subject) == subject, col(AuditEntry.actor_id) == subject))
+            .order_by(col(AuditEntry.leaf_index))).all()
+        events = [_from_leaf(entry, personal) for entry, personal in entries]
+        pending = self.session.exec(
+            select(AuditPending).where(or_(col(AuditPending.subject) == subject,
+                                           col(AuditPending.actor_id) == subject))
+            .order_by(col(AuditPending.id))).all()
+        for queued in pending:
+            data = decode_leaf(assemble_leaf(queued.leaf_head, 0, queued.leaf_tail))["data"]
+            values = {name: field["value"] for name, field in (queued.personal or {}).items()}
+            events.append(AuditEvent(None, as_utc(queued.at), queued.kind, queued.actor_id, queued.subject, data,
+                                     values or None))
+        return events
+
+    # --- erasure ----------------------------------------------------------------------------------------------
+    def erase(self, index: int, *, actor_id: str | None = None, reason: str | None = None) -> list[str]:
+        """Erase the personal data of entry `index` (values and salts), and log the erasure, in this transaction.
+        The leaf keeps its commitments, so every proof stays valid. Returns the erased fields ([] if none)."""
+        entry = self.session.get(AuditEntry, index)
+        if entry is None:
+            raise NotFound(f"The audit log has no entry {index}.",
+                           hint="Entry numbers are the `index` of `hallmark audit export` lines.")
+        personal = self.session.get(AuditPersonal, index)
+        if personal is None:
+            return []
+        fields = sorted(personal.fields)
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(text("PRAGMA secure_delete=ON"))  # zero the erased bytes, not just unlink them
+        self.session.delete(personal)
+        self.append("audit.erased", actor_id=actor_id, subject=entry.subject, index=index, fields=fields,
+                    reason=reason)
+        return fields
+
+    def erasable(self, subject: str) -> list[int]:
+        """Indexes of entries about or by `subject` that still hold personal data."""
+        return list(self.session.exec(
+            select(AuditEntry.leaf_index)
+            .join(AuditPersonal, col(AuditPersonal.leaf_index) == col(AuditEntry.leaf_index))
+            .where(or_(col(AuditEntry.subject) == subject, col(AuditEntry.actor_id) == subject))
+            .order_by(col(AuditEntry.leaf_index))).all())
+
+
+@sa_event.listens_for(SASession, "after_commit")
+def _after_commit(session: SASession) -> None:
+    """After a commit that appended events, wake this process's integrator (it returns at once)."""
+    if session.info.pop(_STAGED, False):
+        bind = session.get_bind()
+        request_integration(getattr(bind, "engine", bind))  # a session may be bound to a Connection
+
+
+@sa_event.listens_for(SASession, "after_rollback")
+def _after_rollback(session: SASession) -> None:
+    session.info.pop(_STAGED, None)
+
+
+def _from_leaf(entry: AuditEntry, personal: AuditPersonal | None) -> AuditEvent:
+    event = decode_leaf(bytes(entry.leaf))
+    values = {name: field["value"] for name, field in personal.fields.items()} if personal else None
+    return AuditEvent(entry.leaf_index, as_utc(entry.at), event["kind"], event["actor"], event["subject"],
+                      event["data"], values)
