@@ -1,0 +1,119 @@
+"""The gate: decides whether a request may be generated, before anything is generated, and again before release.
+
+    facts = matches of the prompt (and reference image) against the works and the protected persons
+          + the cameos it mentions + the requester, their licences and the request's attributes
+    decision = the Cedar policies in policies/ over those facts (see policy.py)
+
+Any error while matching or evaluating denies with `check_unavailable`: the gate fails closed."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from guard.gate.decision import Decision, Reason
+from guard.gate.directory import GateDirectory
+from guard.gate.facts import GateFacts, PersonFacts, RequestFacts, Subject
+from guard.gate.matching import Match, Query, best_by_key, open_image
+from guard.gate.policy import Policy
+
+log = logging.getLogger("hallmark.gate")
+MENTION = re.compile(r"(?<![\w@])@([a-z0-9_][a-z0-9_.]{1,31})", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    requester_id: str
+    prompt: str
+    cameo_handles: list[str] = field(default_factory=list)
+    commercial: bool = False
+    reference_image: bytes | None = None  # an encoded image (PNG, JPEG, ...), checked against the works' images
+    now: datetime | None = None  # the time the policies see (default: now)
+
+
+def mentioned_handles(request: GateRequest) -> list[str]:
+    """Handles mentioned in the prompt plus those listed explicitly, lower-cased, in first-seen order."""
+    seen: dict[str, None] = {}
+    for handle in [*MENTION.findall(request.prompt), *request.cameo_handles]:
+        seen.setdefault(handle.lower().lstrip("@").rstrip("."), None)
+    return list(seen)
+
+
+class Gate:
+    def __init__(self, directory: GateDirectory, policy: Policy) -> None:
+        self.directory = directory
+        self.policy = policy
+
+    @property
+    def policy_version(self) -> str:
+        return self.policy.version
+
+    def check(self, request: GateRequest) -> Decision:
+        try:
+            return self.policy.decide(self.facts(request))
+        except Exception as exc:  # fail closed: a check that cannot run is a denial, never a pass
+            log.warning("gate check failed: %s", exc, exc_info=True)
+            return Decision(
+                allowed=False,
+                reasons=[Reason("check_unavailable", f"A consent or policy check could not run ({exc}); "
+                                "the request is denied until it can.")],
+                policy_version=self.policy.version,
+            )
+
+    def facts(self, request: GateRequest) -> GateFacts:
+        policy = self.policy
+        image = open_image(request.reference_image) if request.reference_image is not None else None
+        query = Query.of(request.prompt, image=image)
+        facts = GateFacts(RequestFacts(
+            requester_id=request.requester_id, requester_role=self.directory.account_role(request.requester_id),
+            now=request.now or datetime.now(timezone.utc), commercial=request.commercial,
+            has_reference_image=image is not None, prompt_chars=len(request.prompt)))
+
+        for handle in mentioned_handles(request):
+            facts.cameos[handle] = self.directory.cameo(handle)
+            facts.subjects.append(Subject("Cameo", f"@{handle}", f"@{handle}", "mention"))
+
+        margins = _margins(query, policy) if policy.match_settings.semantic else {}
+        work_matches = best_by_key(self.directory.works_matcher().match(query))
+        works = self.directory.works(work_matches, policy.thresholds)
+        licences: dict[str, list] = {}
+        for licence in self.directory.licences(request.requester_id, works):
+            licences.setdefault(licence.work_id, []).append(licence)
+        for work_id, kinds in work_matches.items():
+            work = works.get(work_id)
+            if work is None:
+                continue
+            facts.works[work_id] = work
+            facts.subjects.append(_subject("Work", work_id, work.name, kinds, margins, licences.get(work_id, [])))
+
+        persons = {person.id: person for person in policy.persons}
+        for person_id, kinds in best_by_key(policy.persons_matcher().match(query)).items():
+            person = persons[person_id]
+            cameo = self.directory.cameo(person.cameo) if person.cameo else None
+            facts.persons[person_id] = PersonFacts(person_id, person.name, policy.thresholds, cameo)
+            facts.subjects.append(_subject("Person", person_id, person.name, kinds, margins, []))
+        return facts
+
+
+def _subject(entity_type: str, entity_id: str, name: str, kinds: dict[str, Match], margins: dict[str, float],
+             licences: list) -> Subject:
+    semantic = kinds.get("semantic")
+    via = "reference_image" if set(kinds) == {"image"} else "prompt"
+    return Subject(entity_type, entity_id, name, via,
+                   scores={kind: match.score for kind, match in kinds.items()},
+                   semantic_margin=semantic.score - margins.get(semantic.text or "", 0.0) if semantic else 0.0,
+                   semantic_genericity=semantic.genericity if semantic else 0.0,
+                   matches=list(kinds.values()), licences=licences)
+
+
+def _margins(query: Query, policy: Policy) -> dict[str, float]:
+    """For each chunk of the prompt, the best similarity to an everyday background prompt."""
+    if not policy.background:
+        return {}
+    background = policy.background_vectors()
+    best = (query.vectors @ background.T).max(axis=1)
+    return {chunk: float(score) for chunk, score in zip(query.chunks, np.asarray(best).tolist())}

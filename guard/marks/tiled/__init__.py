@@ -1,0 +1,47 @@
+"""Hallmark's own invisible video watermark ("hallmark", soft-binding alg `org.hallmark.video.1`).
+
+A keyed spread-spectrum pattern on luma: one tile of 28 x 28 chips (pilot + error-corrected payload), repeated over
+the frame at a size proportional to the short side, identical in every frame and scaled by local texture. The
+detector averages frames, recovers the tile lattice (so crops, resizes, small rotations and flips are found), reads
+the payload under a Reed-Solomon code with a keyed MAC, and reports a p-value bounded analytically under the null.
+
+- layout.py: the keyed tile and how it is drawn over a frame
+- code.py: payload + MAC → RS(22, 12) → Walsh words, and the decoder
+- embed.py: per-frame masking and addition
+- detect.py: accumulation, lattice search, folding, pilot correlation, decoding, p-value
+- stats.py: the tail bound behind the p-value
+"""
+
+from __future__ import annotations
+
+from guard.errors import InvalidInput
+from guard.marks.invisible import check_payload
+from guard.marks.tiled.code import PayloadCode
+from guard.marks.tiled.detect import THRESHOLD, TiledDetector
+from guard.marks.tiled.embed import TiledEmbedder
+from guard.marks.tiled.layout import TileLayout, render
+
+MIN_SHORT_SIDE = 128
+
+
+class HallmarkTiled:
+    name = "hallmark"
+    soft_binding_alg = "org.hallmark.video.1"
+    threshold = THRESHOLD
+
+    def __init__(self, key: bytes) -> None:
+        self._layout = TileLayout.from_key(key)
+        self._code = PayloadCode(key)
+
+    def embedder(self, payload: bytes, width: int, height: int, fps: float) -> TiledEmbedder:
+        if min(width, height) < MIN_SHORT_SIDE:
+            raise InvalidInput(f"The video is {width}x{height}; the invisible watermark needs a short side of at "
+                               f"least {MIN_SHORT_SIDE} px.", hint="Mark a larger rendition of the video.")
+        tile = self._layout.tile(self._code.encode(check_payload(payload)))
+        return TiledEmbedder(render(tile, width, height))
+
+    def detector(self, width: int, height: int, fps: float) -> TiledDetector:
+        return TiledDetector(self.name, self._layout, self._code, width, height, fps)
+
+
+__all__ = ["HallmarkTiled"]

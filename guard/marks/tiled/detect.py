@@ -1,0 +1,315 @@
+"""Detection: accumulate a whitened residual over the frames, find the tile lattice, fold, correlate with the
+pilot, then read the payload where the pilot points.
+
+1. Each sampled frame's luma is brought to a working size (short side ≤ 360), band-passed around the chip scale
+   and divided by its local energy (so texture and edges do not dominate), then summed. The mark is static, so it
+   adds up coherently while moving content averages out.
+2. Lattice candidates: the size the mark has when the clip was only resized (it is drawn relative to the short
+   side), plus the best lattices (period, angle) found in the autocorrelation of the sum, which is how crops
+   (that change the relative size) and small rotations are recovered. Candidates depend on the content only, never
+   on the key.
+3. For each candidate and for the mirrored tile (horizontal flip): fold the sum modulo the lattice into one tile
+   (two bins per chip), correlate circularly with the pilot (FFT) and normalise each shift to a z-score whose tail
+   under the null is bounded by `stats.log_rademacher_tail`.
+4. At the strongest shifts, project the fold onto the payload chips and run the error-correcting decoder.
+
+p-value: N hypotheses (candidates x 2 orientations x shifts) were tested. With a decoded payload whose pilot
+scored z: p = N · P(z) · P(decode | null); without one: p = N · P(z_max). Detected when p ≤ `THRESHOLD`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import fft as sfft
+from scipy.ndimage import map_coordinates
+
+from guard.marks.invisible import Detection
+from guard.marks.tiled.code import LOG_NULL_DECODE, PayloadCode
+from guard.marks.tiled.layout import CHIPS_PER_SHORT_SIDE, M, TileLayout
+from guard.marks.tiled.stats import bonferroni_p, log_rademacher_tail
+from guard.media import Frame
+
+THRESHOLD = 1e-6  # detection when the p-value is at most this (false positives per clip ≤ 1e-6)
+WORK_SHORT_SIDE = 360
+MIN_WORK_SHORT_SIDE = 48
+BINS_PER_CHIP = 2
+SCALE_RANGE = (0.45, 2.3)  # tile sizes searched, relative to the resize-only size (crops enlarge it)
+MAX_ANGLE = math.radians(10.0)
+ACF_CANDIDATES = 3
+PEAKS_PER_MAP = 2
+SAMPLES_PER_SECOND = 15.0  # frames used per second of video (the mark is static; more adds little)
+NON_KEY_WEIGHT = 0.2  # predicted frames of a lossy re-encode keep much less of the mark than its key frames
+MIN_SECONDS = 0.5  # the shortest clip the mark is specified for (shorter ones are still read)
+
+
+@dataclass(frozen=True)
+class Lattice:
+    period: float  # tile side in working pixels
+    angle: float  # radians
+    source: str  # "resize" or "autocorrelation"
+    weight: float = 1.0  # weight of predicted frames in the sum this lattice was folded from
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    z: float
+    lattice: Lattice
+    mirrored: bool
+    shift: tuple[int, int]
+
+
+class TiledDetector:
+    def __init__(self, name: str, key_layout: TileLayout, code: PayloadCode, width: int, height: int,
+                 fps: float) -> None:
+        self._name = name
+        self._layout = key_layout
+        self._code = code
+        factor = min(1.0, WORK_SHORT_SIDE / max(1, min(width, height)))
+        self._work = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
+        self._chip = min(self._work) / CHIPS_PER_SHORT_SIDE
+        self._step = max(1, int(round(fps / SAMPLES_PER_SECOND))) if fps > 0 else 1
+        self._fps = fps if fps > 0 else 25.0
+        self._sums: dict[str, np.ndarray] = {}  # residual sums of key frames and of the other frames
+        self._frames = 0
+        self._seen = 0  # frames of the clip offered so far (sampled or not)
+        # What the benchmark inspects: z at one fixed hypothesis (for the null check), the strongest z, the number
+        # of hypotheses, and the inner decoder's nibbles at the strongest hypothesis (raw bits before correction).
+        self.diagnostics: dict[str, object] = {}
+
+    # --- streaming part -------------------------------------------------------------------------------------------
+    def wants(self, index: int) -> bool:
+        self._seen = max(self._seen, index + 1)
+        return True  # sampling is decided in `add`, which can see whether the frame is a key frame
+
+    def add(self, frame: Frame, index: int) -> None:
+        if min(self._work) < MIN_WORK_SHORT_SIDE or not (frame.key or index % self._step == 0):
+            return
+        luma = frame.y
+        if luma.shape[::-1] != self._work:
+            luma = cv2.resize(luma, self._work, interpolation=cv2.INTER_AREA)
+        residual = whitened_residual(luma.astype(np.float32), self._chip)
+        kind = "key" if frame.key else "other"
+        if self._sums.get(kind) is None:
+            self._sums[kind] = residual
+        else:
+            self._sums[kind] += residual
+        self._frames += 1
+
+    # --- decision -------------------------------------------------------------------------------------------------
+    def result(self) -> Detection:
+        if min(self._work) < MIN_WORK_SHORT_SIDE:
+            return Detection(False, None, 1.0, 0, self._name,
+                             note=f"frame too small to carry the mark (short side < {MIN_WORK_SHORT_SIDE} px)")
+        if not self._sums or self._frames == 0:
+            return Detection(False, None, 1.0, 0, self._name, note="no frames")
+        key_sum, other_sum = self._sums.get("key"), self._sums.get("other")
+        # Two weightings of predicted vs key frames (each tested, and counted, as hypotheses): equal, for clean or
+        # all-intra clips, and NON_KEY_WEIGHT, for lossy re-encodes whose predicted frames lost most of the mark.
+        weights = [1.0] + ([NON_KEY_WEIGHT] if key_sum is not None and other_sum is not None else [])
+        lattices: list[Lattice] = []
+        hypotheses: list[Hypothesis] = []
+        folds: dict[tuple[int, bool], np.ndarray] = {}
+        for weight in weights:
+            total = sum(s * (1.0 if kind == "key" else weight) for kind, s in self._sums.items())
+            total = total - float(total.mean())
+            if float(np.abs(total).max()) < 1e-6:
+                return Detection(False, None, 1.0, self._frames, self._name,
+                                 note="no texture to read (blank frames)")
+            for lattice in [Lattice(M * self._chip, 0.0, "resize", weight)] + find_lattices(total, M * self._chip,
+                                                                                            weight):
+                number = len(lattices)
+                lattices.append(lattice)
+                chips_grid = fold(total, lattice)
+                for mirrored in (False, True):
+                    g, zmap = self._pilot_scores(chips_grid, mirrored)
+                    folds[(number, mirrored)] = g
+                    for shift, z in top_peaks(zmap, PEAKS_PER_MAP):
+                        hypotheses.append(Hypothesis(z, lattice, mirrored, shift))
+        tested = len(lattices) * 2 * (M * BINS_PER_CHIP) ** 2
+        hypotheses.sort(key=lambda h: h.z, reverse=True)
+        best = hypotheses[0]
+        best_chips = self._chips_at(folds[(lattices.index(best.lattice), best.mirrored)], best.shift, best.mirrored)
+        self.diagnostics = {"z_fixed": self._fixed_z(folds[(0, False)]), "z_max": best.z, "hypotheses": tested,
+                            "nibbles": np.argmax(self._layout.nibble_correlations(best_chips), axis=1)}
+        for hypothesis in hypotheses:
+            number = lattices.index(hypothesis.lattice)
+            chips = self._chips_at(folds[(number, hypothesis.mirrored)], hypothesis.shift, hypothesis.mirrored)
+            decoded = self._code.decode(self._layout.nibble_correlations(chips))
+            if decoded is not None:
+                p_value = bonferroni_p(log_rademacher_tail(hypothesis.z), tested, LOG_NULL_DECODE)
+                return Detection(p_value <= THRESHOLD, decoded.payload if p_value <= THRESHOLD else None, p_value,
+                                 self._frames, self._name, score=round(hypothesis.z, 3),
+                                 note=_describe(hypothesis, self._chip, decoded.corrected))
+        p_value = bonferroni_p(log_rademacher_tail(best.z), tested)
+        note = "mark present but the payload could not be read" if p_value <= THRESHOLD else None
+        if self._seen / self._fps < MIN_SECONDS:
+            note = "; ".join(filter(None, [note, f"clip shorter than {MIN_SECONDS} s: too little evidence "
+                                           "to be sure of an absence"]))
+        return Detection(p_value <= THRESHOLD, None, p_value, self._frames, self._name, score=round(best.z, 3),
+                         note=note)
+
+    def _pilot_scores(self, folded: np.ndarray, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(g, z): g = the fold filtered with the chip kernel (g[q·i + s] is chip i's value at shift s); z = the
+        pilot's normalised correlation at every shift."""
+        pilot = self._layout.pilot_grid()
+        if mirrored:
+            pilot = mirror_chips(pilot)
+        q = BINS_PER_CHIP
+        comb = np.zeros((M * q, M * q), dtype=np.float64)
+        comb[::q, ::q] = pilot
+        g = np.real(sfft.ifft2(sfft.fft2(folded) * _kernel_spectrum(M * q, q)))
+        g_spec = sfft.fft2(g)
+        correlation = np.real(sfft.ifft2(g_spec * np.conj(sfft.fft2(comb))))
+        energy = np.real(sfft.ifft2(sfft.fft2(g * g) * np.conj(sfft.fft2(np.abs(comb)))))
+        z = correlation / np.sqrt(np.maximum(energy, 1e-30))
+        return g, z
+
+    def _fixed_z(self, g: np.ndarray) -> float:
+        """The pilot's z-score at one hypothesis chosen without looking at the data (resize lattice, no flip,
+        shift 0): under the null its distribution is what the p-value assumes, which the benchmark checks."""
+        chips = self._chips_at(g, (0, 0), False).reshape(-1)[self._layout.pilot_index]
+        return float(chips @ self._layout.pilot_sign / max(float(np.linalg.norm(chips)), 1e-30))
+
+    def _chips_at(self, g: np.ndarray, shift: tuple[int, int], mirrored: bool) -> np.ndarray:
+        q = BINS_PER_CHIP
+        rows = (np.arange(M) * q + shift[0]) % (M * q)
+        cols = (np.arange(M) * q + shift[1]) % (M * q)
+        chips = g[np.ix_(rows, cols)]
+        return mirror_chips(chips) if mirrored else chips
+
+
+def _describe(hypothesis: Hypothesis, chip: float, corrected: int) -> str:
+    lattice = hypothesis.lattice
+    scale = lattice.period / (M * chip)
+    return (f"lattice {lattice.source}: scale {scale:.3f}, angle {math.degrees(lattice.angle):+.2f}°"
+            f"{', mirrored' if hypothesis.mirrored else ''}; {corrected} byte(s) corrected")
+
+
+def mirror_chips(grid: np.ndarray) -> np.ndarray:
+    """The tile as it appears after a horizontal flip: chip column j ↦ -j (mod M)."""
+    return grid[:, (-np.arange(M)) % M]
+
+
+def _kernel_spectrum(size: int, q: int) -> np.ndarray:
+    """FFT of the separable bilinear chip kernel sampled at q bins per chip (circular, centred on bin 0)."""
+    taps = np.zeros(size)
+    for d in range(-q + 1, q):
+        taps[d % size] = 1.0 - abs(d) / q
+    spectrum = sfft.fft(taps)
+    return np.outer(spectrum, spectrum)
+
+
+def whitened_residual(luma: np.ndarray, chip: float) -> np.ndarray:
+    """Band-pass around the chip scale, divided by the local residual energy and clipped, so that every region
+    of the picture votes with about the same weight. The wide blurs run on half- and quarter-size copies (they
+    are smooth, so nothing is lost), which keeps a frame at the working size to a few milliseconds."""
+    height, width = luma.shape
+    fine = cv2.GaussianBlur(luma, (0, 0), 0.6)
+    half = cv2.resize(luma, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+    coarse = cv2.resize(cv2.GaussianBlur(half, (0, 0), max(0.5, 0.6 * chip)), (width, height),
+                        interpolation=cv2.INTER_LINEAR)
+    band = fine - coarse
+    quarter = cv2.resize(band * band, (width // 4, height // 4), interpolation=cv2.INTER_AREA)
+    energy = cv2.resize(cv2.GaussianBlur(quarter, (0, 0), max(0.5, 0.6 * chip)), (width, height),
+                        interpolation=cv2.INTER_LINEAR)
+    residual = band / (np.sqrt(np.maximum(energy, 0.0)) + 0.5)
+    return np.clip(residual, -3.0, 3.0, out=residual)
+
+
+def fold(total: np.ndarray, lattice: Lattice) -> np.ndarray:
+    """Sum the picture modulo the lattice into (M·q)² bins (rows: the tile's vertical chip axis)."""
+    height, width = total.shape
+    q = BINS_PER_CHIP
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    cos, sin = math.cos(lattice.angle), math.sin(lattice.angle)
+    per_bin = lattice.period / (M * q)
+    u = (cos * xs + sin * ys) / per_bin
+    v = (-sin * xs + cos * ys) / per_bin
+    index = (np.floor(v).astype(np.int64) % (M * q)) * (M * q) + (np.floor(u).astype(np.int64) % (M * q))
+    return np.bincount(index.ravel(), weights=total.ravel(), minlength=(M * q) ** 2).reshape(M * q, M * q)
+
+
+def top_peaks(zmap: np.ndarray, count: int) -> list[tuple[tuple[int, int], float]]:
+    """The `count` highest local maxima of a circular map, at least two bins apart."""
+    flat = np.argsort(zmap, axis=None)[::-1]
+    peaks: list[tuple[tuple[int, int], float]] = []
+    size = zmap.shape[0]
+    for index in flat[: 50 * count]:
+        row, col = divmod(int(index), zmap.shape[1])
+        if all(min(abs(row - r) % size, -abs(row - r) % size) > 2 or
+               min(abs(col - c) % size, -abs(col - c) % size) > 2 for (r, c), _ in peaks):
+            peaks.append(((row, col), float(zmap[row, col])))
+            if len(peaks) == count:
+                break
+    return peaks
+
+
+# --- lattice search in the autocorrelation ----------------------------------------------------------------------
+def autocorrelation(total: np.ndarray) -> tuple[np.ndarray, float]:
+    """Linear (zero-padded) autocorrelation, centred (lag 0 at the middle), and the residual's variance."""
+    height, width = total.shape
+    shape = (sfft.next_fast_len(2 * height, real=True), sfft.next_fast_len(2 * width, real=True))
+    spectrum = sfft.rfft2(total, s=shape)
+    acf = sfft.irfft2(spectrum * np.conj(spectrum), s=shape)
+    acf = np.fft.fftshift(acf)
+    return acf, float(np.mean(total * total))
+
+
+def _lattice_scores(acf: np.ndarray, variance: float, shape: tuple[int, int], periods: np.ndarray,
+                    angles: np.ndarray, reach: int) -> np.ndarray:
+    """Score of every (period, angle): the autocorrelation summed over the lattice's points (one half-plane,
+    within the picture), divided by its null standard deviation."""
+    height, width = shape
+    ks, ls = np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1), indexing="ij")
+    half = (ks > 0) | ((ks == 0) & (ls > 0))
+    ks, ls = ks[half].astype(np.float64), ls[half].astype(np.float64)
+    p = periods[:, None, None]
+    a = angles[None, :, None]
+    vx = p * (ks * np.cos(a) - ls * np.sin(a))
+    vy = p * (ks * np.sin(a) + ls * np.cos(a))
+    inside = (np.abs(vx) < 0.75 * width) & (np.abs(vy) < 0.75 * height)
+    overlap = np.where(inside, (height - np.abs(vy)) * (width - np.abs(vx)), 0.0)
+    cy, cx = acf.shape[0] // 2, acf.shape[1] // 2
+    values = map_coordinates(acf, [np.clip(vy + cy, 0, acf.shape[0] - 1).ravel(),
+                                   np.clip(vx + cx, 0, acf.shape[1] - 1).ravel()], order=1, mode="nearest")
+    values = np.where(inside, values.reshape(vx.shape), 0.0)
+    spread = np.sqrt(np.maximum(overlap.sum(axis=2), 1.0)) * variance
+    return values.sum(axis=2) / spread
+
+
+def find_lattices(total: np.ndarray, resize_period: float, weight: float = 1.0) -> list[Lattice]:
+    acf, variance = autocorrelation(total)
+    lo, hi = SCALE_RANGE[0] * resize_period, SCALE_RANGE[1] * resize_period
+    hi = min(hi, 0.7 * min(total.shape))  # at least ~1.4 periods must fit to show in the autocorrelation
+    if hi <= lo:
+        return []
+    periods = np.exp(np.arange(math.log(lo), math.log(hi), 0.006))
+    angles = np.arange(-MAX_ANGLE, MAX_ANGLE + 1e-9, math.radians(0.4))
+    scores = _lattice_scores(acf, variance, total.shape, periods, angles, reach=3)
+    found: list[Lattice] = []
+    taken: list[tuple[float, float]] = []
+    for index in np.argsort(scores, axis=None)[::-1]:
+        i, j = divmod(int(index), scores.shape[1])
+        period, angle = float(periods[i]), float(angles[j])
+        if any(abs(math.log(period / p)) < 0.03 and abs(angle - a) < math.radians(1.5) for p, a in taken):
+            continue
+        taken.append((period, angle))
+        found.append(_refine(acf, variance, total.shape, period, angle, weight))
+        if len(found) == ACF_CANDIDATES:
+            break
+    return found
+
+
+def _refine(acf: np.ndarray, variance: float, shape: tuple[int, int], period: float, angle: float,
+            weight: float) -> Lattice:
+    for span, step, angle_span, angle_step, reach in ((0.012, 0.001, 0.5, 0.1, 6), (0.002, 0.0002, 0.12, 0.02, 12)):
+        periods = period * np.exp(np.arange(-span, span + 1e-12, step))
+        angles = angle + np.radians(np.arange(-angle_span, angle_span + 1e-9, angle_step))
+        scores = _lattice_scores(acf, variance, shape, periods, angles, reach)
+        i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        period, angle = float(periods[i]), float(angles[j])
+    return Lattice(period, angle, "autocorrelation", weight)

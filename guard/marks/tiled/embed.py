@@ -1,0 +1,76 @@
+"""Embedding: add the clip's precomputed pattern to each frame's luma, as strong as the local picture allows.
+
+Per frame the work is done on a copy no larger than 360 px on its short side, where the pattern's chips are still
+about 3 px wide: the activity map (local standard deviation of luma) and the product strength x pattern; only the
+final upsampling of that product and its addition to the luma plane touch every pixel (two passes, both in OpenCV).
+The pattern is drawn once per clip and is the same in every frame (no flicker); only its strength follows the
+picture.
+
+Strength is set from SSIM's own formula. Adding a pattern whose local standard deviation is σn to a patch whose
+standard deviation is σx lowers that patch's SSIM by about σn² / (2σx² + σn² + C2), C2 = (0.03·255)². We choose σn so
+that this loss is `SSIM_LOSS` everywhere, i.e. amplitude = sqrt(t·(2σx² + C2) / (1 - t)) / κ, where κ is the
+pattern's own mean local standard deviation (measured once per clip). Flat areas get little, texture a lot (up to
+`CEILING`); then, if needed, the whole map is scaled down so that the frame's mean squared change stays at
+`MEAN_SQUARE` (PSNR ≥ 42.5 dB including rounding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from guard.media import Frame
+
+SSIM_LOSS = 0.006  # per-patch SSIM loss aimed at (mean SSIM ≈ 0.994 before encoding)
+C2 = (0.03 * 255.0) ** 2
+CEILING = 6.0
+MEAN_SQUARE = 3.4  # levels²; 10·log10(255² / (3.4 + 1/12)) = 42.7 dB
+ACTIVITY_SHORT_SIDE = 360
+SSIM_WINDOW = 7  # skimage's default SSIM window, in full-resolution pixels
+
+
+def local_std(image: np.ndarray, window: int) -> np.ndarray:
+    mean = cv2.blur(image, (window, window))
+    return np.sqrt(np.maximum(cv2.blur(image * image, (window, window)) - mean * mean, 0.0))
+
+
+class TiledEmbedder:
+    def __init__(self, pattern: np.ndarray) -> None:
+        height, width = pattern.shape
+        self._size = (width, height)
+        factor = max(1, int(min(width, height) // ACTIVITY_SHORT_SIDE))
+        self._factor = factor
+        self._small = (width // factor, height // factor)
+        self._window = max(2, int(round(SSIM_WINDOW / factor)))
+        # The pattern at the working size (area-averaged), rescaled so that what is finally added at full size
+        # (its bilinear upsampling) has unit RMS; κ is measured on that, at full size.
+        small = pattern if factor == 1 else cv2.resize(pattern, self._small, interpolation=cv2.INTER_AREA)
+        added = small if factor == 1 else cv2.resize(small, self._size, interpolation=cv2.INTER_LINEAR)
+        rms = float(np.sqrt(np.mean(added.astype(np.float64) ** 2)))
+        self._pattern = (small / max(rms, 1e-6)).astype(np.float32)
+        kappa = float(local_std(added / max(rms, 1e-6), SSIM_WINDOW).mean())
+        self._scale = np.float32(math.sqrt(SSIM_LOSS / (1.0 - SSIM_LOSS)) / max(kappa, 1e-3))
+
+    def strength(self, luma: np.ndarray) -> np.ndarray:
+        """Per-pixel amplitude (levels) at the working size (float32)."""
+        small = luma if self._factor == 1 else cv2.resize(luma, self._small, interpolation=cv2.INTER_AREA)
+        std = local_std(small.astype(np.float32), self._window)
+        amplitude = cv2.sqrt(2.0 * std * std + C2) * self._scale
+        np.minimum(amplitude, CEILING, out=amplitude)
+        mean_square = float(np.mean(amplitude * amplitude))
+        if mean_square > MEAN_SQUARE:
+            amplitude *= np.float32(np.sqrt(MEAN_SQUARE / mean_square))
+        return amplitude
+
+    def delta(self, luma: np.ndarray) -> np.ndarray:
+        """The change to add to this frame's luma (float32, full size)."""
+        delta = cv2.multiply(self.strength(luma), self._pattern)
+        if self._factor == 1:
+            return delta
+        return cv2.resize(delta, self._size, interpolation=cv2.INTER_LINEAR)
+
+    def apply(self, frame: Frame, index: int) -> None:
+        luma = frame.y
+        cv2.add(luma, self.delta(luma), dst=luma, dtype=cv2.CV_8U)  # rounds and saturates to 0..255

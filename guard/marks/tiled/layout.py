@@ -1,0 +1,99 @@
+"""The keyed tile: which chips carry the pilot and which the payload, with which signs, and how the tile is drawn
+over a frame of any size.
+
+The tile is M x M chips of ±1. A key-drawn permutation gives 80 chips to the pilot (the synchronisation signal the
+detector correlates with) and 704 to the payload (44 Walsh words of 16 chips, each chip also flipped by a key-drawn
+sign). All of it comes from SHAKE-256 of a subkey, so the pattern never changes with a library's random generator.
+
+The chip size is a fixed fraction of the frame's short side (`CHIPS_PER_SHORT_SIDE`), so the mark looks the same at
+any resolution and a resized copy carries it at the size the detector expects first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from guard.marks.invisible import subkey
+from guard.marks.tiled.code import CHIPS_PER_NIBBLE, DATA_CHIPS, NIBBLES, WALSH
+
+M = 28  # chips per tile side
+CHIPS = M * M  # 784
+PILOT_CHIPS = CHIPS - DATA_CHIPS  # 80
+CHIPS_PER_SHORT_SIDE = 120.0  # chip = short side / 120: 6 px at 720p, 9 px at 1080p, 3 px at 360p
+
+
+def _stream(key: bytes, purpose: str, n: int) -> bytes:
+    return hashlib.shake_256(subkey(key, purpose)).digest(n)
+
+
+def _signs(key: bytes, purpose: str, n: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(_stream(key, purpose, (n + 7) // 8), dtype=np.uint8))[:n]
+    return (1.0 - 2.0 * bits).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Flat chip indices (row-major in the M x M tile) of the pilot and of each payload nibble's 16 chips."""
+
+    pilot_index: np.ndarray  # (80,)
+    pilot_sign: np.ndarray  # (80,) ±1
+    data_index: np.ndarray  # (44, 16)
+    data_sign: np.ndarray  # (44, 16) ±1
+
+    @classmethod
+    def from_key(cls, key: bytes) -> "TileLayout":
+        order = np.frombuffer(_stream(key, "tiled-permutation", 8 * CHIPS), dtype="<u8")
+        permutation = np.argsort(order, kind="stable")
+        return cls(
+            pilot_index=permutation[:PILOT_CHIPS],
+            pilot_sign=_signs(key, "tiled-pilot", PILOT_CHIPS),
+            data_index=permutation[PILOT_CHIPS:].reshape(NIBBLES, CHIPS_PER_NIBBLE),
+            data_sign=_signs(key, "tiled-data-signs", DATA_CHIPS).reshape(NIBBLES, CHIPS_PER_NIBBLE),
+        )
+
+    def tile(self, nibbles: np.ndarray) -> np.ndarray:
+        """The M x M chip values (±1) that carry these 44 nibbles."""
+        chips = np.zeros(CHIPS, dtype=np.float32)
+        chips[self.pilot_index] = self.pilot_sign
+        chips[self.data_index] = WALSH[nibbles] * self.data_sign
+        return chips.reshape(M, M)
+
+    def pilot_grid(self) -> np.ndarray:
+        """M x M: the pilot's signs at its chips, 0 elsewhere."""
+        grid = np.zeros(CHIPS, dtype=np.float32)
+        grid[self.pilot_index] = self.pilot_sign
+        return grid.reshape(M, M)
+
+    def nibble_correlations(self, chips: np.ndarray) -> np.ndarray:
+        """(44, 16): each nibble's soft chip values (M x M input) correlated with the 16 Walsh words."""
+        values = chips.reshape(-1)[self.data_index] * self.data_sign
+        return values @ WALSH.T
+
+
+def chip_size(width: int, height: int) -> float:
+    return min(width, height) / CHIPS_PER_SHORT_SIDE
+
+
+def _interpolation_matrix(length: int, chip: float) -> np.ndarray:
+    """(length, M): row x holds the bilinear weights of the (periodic) chips at pixel x; chip j is centred on
+    pixel (j + 0.5) * chip - 0.5."""
+    position = (np.arange(length, dtype=np.float64) + 0.5) / chip - 0.5
+    left = np.floor(position)
+    frac = (position - left).astype(np.float32)
+    left = left.astype(np.int64) % M
+    matrix = np.zeros((length, M), dtype=np.float32)
+    rows = np.arange(length)
+    matrix[rows, left] += 1.0 - frac
+    matrix[rows, (left + 1) % M] += frac
+    return matrix
+
+
+def render(tile: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The tile repeated over a width x height frame with bilinear chips, scaled to unit RMS (float32)."""
+    chip = chip_size(width, height)
+    pattern = _interpolation_matrix(height, chip) @ tile @ _interpolation_matrix(width, chip).T
+    rms = float(np.sqrt(np.mean(pattern.astype(np.float64) ** 2)))
+    return (pattern / max(rms, 1e-6)).astype(np.float32)

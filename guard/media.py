@@ -1,0 +1,287 @@
+"""Video in and out through PyAV (FFmpeg inside the wheel; no `ffmpeg` binary).
+
+Frames travel through Hallmark as planar YUV 4:2:0 arrays of shape (H*3/2, W), the layout PyAV and every H.264
+encoder use natively: decoding and encoding need no colour conversion, and the marks work on the luma plane
+directly. `Frame` gives named views of the three planes. Everything streams: one frame in memory at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import av.error
+import numpy as np
+
+from guard.errors import InvalidInput, MediaError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    frame_count: int | None  # from the container header; None when it does not say
+    duration: float | None  # seconds
+    has_audio: bool
+    container: str  # FFmpeg's format name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str
+
+
+class Frame:
+    """One picture as a (H*3/2, W) uint8 yuv420p buffer, with views of its planes (writes go to the buffer).
+
+    `key` says whether the decoder produced it as a key (intra) frame; frames made in memory count as key frames.
+    Lossy encoders keep key frames closest to the source, which the watermark detector uses to weigh evidence."""
+
+    __slots__ = ("buffer", "height", "key", "width")
+
+    def __init__(self, buffer: np.ndarray, key: bool = True) -> None:
+        self.buffer = buffer
+        self.height = buffer.shape[0] * 2 // 3
+        self.width = buffer.shape[1]
+        self.key = key
+
+    @classmethod
+    def from_rgb(cls, rgb: np.ndarray) -> "Frame":
+        if rgb.dtype != np.uint8:
+            rgb = np.clip(np.rint(rgb.astype(np.float32) * (255.0 if rgb.max() <= 1.0 else 1.0)), 0, 255)
+            rgb = rgb.astype(np.uint8)
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        return cls(video_frame.reformat(format="yuv420p").to_ndarray())
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.buffer[: self.height]
+
+    @property
+    def u(self) -> np.ndarray:
+        h, w = self.height, self.width
+        return self.buffer[h : h + h // 4].reshape(h // 2, w // 2)
+
+    @property
+    def v(self) -> np.ndarray:
+        h, w = self.height, self.width
+        return self.buffer[h + h // 4 :].reshape(h // 2, w // 2)
+
+    def to_rgb(self) -> np.ndarray:
+        return self.to_video_frame().to_ndarray(format="rgb24")
+
+    def to_video_frame(self) -> av.VideoFrame:
+        return av.VideoFrame.from_ndarray(self.buffer, format="yuv420p")
+
+
+def _open_for_reading(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise InvalidInput(f"No such file: {path}", hint="Check the path.")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path.name} is empty (0 bytes).", hint="Upload or pass the complete video file.")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise MediaError(
+            f"{path.name} is not a readable video: {exc}",
+            hint="Supported inputs are video files FFmpeg can decode (MP4, MOV, M4V, AVI, MKV, WebM, GIF).",
+        ) from exc
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{path.name} has no video stream.", hint="Pass a video file, not audio or an image.")
+    return container
+
+
+def probe(path: Path) -> VideoInfo:
+    container = _open_for_reading(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        return VideoInfo(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=fps,
+            frame_count=stream.frames or None,
+            duration=duration,
+            has_audio=bool(container.streams.audio),
+            container=container.format.name,
+            codec=stream.codec_context.name,
+        )
+    finally:
+        container.close()
+
+
+def read_frames(path: Path, *, start: float | None = None) -> Iterator[Frame]:
+    """Decode `path` frame by frame as yuv420p. Odd sizes lose their last row/column (4:2:0 needs even sizes).
+
+    Raises MediaError when the file cannot be decoded, including a truncated file that yields no frame at all;
+    a file cut short after some frames yields the frames that decode (that is what players show, too)."""
+    container = _open_for_reading(path)
+    produced = 0
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if start:
+            container.seek(int(start / stream.time_base), stream=stream, any_frame=False, backward=True)
+        try:
+            for video_frame in container.decode(stream):
+                if start and video_frame.time is not None and video_frame.time < start:
+                    continue
+                width, height = video_frame.width & ~1, video_frame.height & ~1
+                if video_frame.format.name != "yuv420p" or (width, height) != (video_frame.width,
+                                                                               video_frame.height):
+                    video_frame = video_frame.reformat(width=width, height=height, format="yuv420p")
+                produced += 1
+                yield Frame(video_frame.to_ndarray(), key=bool(video_frame.key_frame))
+        except av.error.FFmpegError as exc:
+            if produced == 0:
+                raise MediaError(
+                    f"{path.name} could not be decoded: {exc}",
+                    hint="The file may be truncated or not a video.",
+                ) from exc
+        if produced == 0:
+            raise MediaError(f"{path.name} contains no decodable video frames.",
+                             hint="The file may be truncated or not a video.")
+    finally:
+        container.close()
+
+
+class VideoWriter:
+    """Encode yuv420p frames to an MP4 (H.264 by default, faststart), optionally with audio.
+
+    Audio comes either from samples (a generator's output: float32 in [-1, 1], shape (channels, samples), encoded
+    to AAC) or from another file (its packets are copied unchanged, e.g. when stamping an uploaded clip)."""
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        codec: str = "libx264",
+        crf: int | None = 18,
+        preset: str | None = "medium",
+        pix_fmt: str = "yuv420p",
+        bitrate: int | None = None,
+        audio: tuple[np.ndarray, int] | None = None,
+        audio_from: Path | None = None,
+        options: dict[str, str] | None = None,
+    ) -> None:
+        if width % 2 or height % 2:
+            raise InvalidInput(f"Video size {width}x{height} must be even for 4:2:0 encoding.")
+        self.path = path
+        self.width, self.height = width, height
+        container_options = {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
+        self._container = av.open(str(path), mode="w", options=container_options)
+        rate = Fraction(fps).limit_denominator(1001)
+        self._video = self._container.add_stream(codec, rate=rate)
+        self._video.width, self._video.height = width, height
+        self._video.pix_fmt = pix_fmt
+        self._video.time_base = 1 / rate
+        codec_options = dict(options or {})
+        if crf is not None:
+            codec_options["crf"] = str(crf)
+        if preset is not None and codec in ("libx264", "libx265"):
+            codec_options["preset"] = preset
+        if codec == "libx265":
+            codec_options.setdefault("x265-params", "log-level=error")
+        if bitrate is not None:
+            self._video.bit_rate = bitrate
+        self._video.options = codec_options
+        self._video.thread_type = "AUTO"
+        self._index = 0
+        self._audio_packets: list[av.Packet] = []
+        self._audio_source: av.container.InputContainer | None = None
+        self._audio_samples = audio
+        self._audio_stream = None
+        if audio_from is not None:
+            self._copy_audio_from(audio_from)
+        elif audio is not None:
+            samples, sample_rate = audio
+            self._audio_stream = self._container.add_stream("aac", rate=sample_rate)
+            self._audio_stream.layout = "stereo" if samples.shape[0] >= 2 else "mono"
+
+    def _copy_audio_from(self, source: Path) -> None:
+        self._audio_source = av.open(str(source), mode="r")
+        if not self._audio_source.streams.audio:
+            self._audio_source.close()
+            self._audio_source = None
+            return
+        in_stream = self._audio_source.streams.audio[0]
+        self._audio_stream = self._container.add_stream_from_template(in_stream)
+        # Audio is small next to video (minutes of AAC are a few MB): read its packets once, mux them in order.
+        for packet in self._audio_source.demux(in_stream):
+            if packet.dts is None:
+                continue
+            packet.stream = self._audio_stream
+            self._audio_packets.append(packet)
+
+    def write(self, frame: Frame) -> None:
+        video_frame = frame.to_video_frame()
+        video_frame.pts = self._index
+        self._index += 1
+        for packet in self._video.encode(video_frame):
+            self._container.mux(packet)
+
+    @property
+    def frames_written(self) -> int:
+        return self._index
+
+    def close(self) -> None:
+        for packet in self._video.encode():
+            self._container.mux(packet)
+        for packet in self._audio_packets:
+            self._container.mux(packet)
+        if self._audio_samples is not None and self._audio_stream is not None:
+            self._encode_audio_samples()
+        self._container.close()
+        if self._audio_source is not None:
+            self._audio_source.close()
+
+    def _encode_audio_samples(self) -> None:
+        assert self._audio_samples is not None and self._audio_stream is not None
+        samples, sample_rate = self._audio_samples
+        samples = np.clip(samples.astype(np.float32), -1.0, 1.0)
+        layout = "stereo" if samples.shape[0] >= 2 else "mono"
+        samples = samples[:2] if layout == "stereo" else samples[:1]
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=layout)
+        frame.sample_rate = sample_rate
+        frame.pts = 0
+        for packet in self._audio_stream.encode(frame):
+            self._container.mux(packet)
+        for packet in self._audio_stream.encode(None):
+            self._container.mux(packet)
+
+    def abort(self) -> None:
+        """Close and delete the partial file (used on any error, so nothing half-written stays behind)."""
+        try:
+            self._container.close()
+        except Exception:  # the container may already be broken; the file is removed either way
+            pass
+        if self._audio_source is not None:
+            self._audio_source.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def temp_path_beside(final: Path, suffix: str = ".part") -> Path:
+    """A temp name in the same directory as `final`, so the finishing rename is atomic."""
+    return final.with_name(f".{final.name}.{os.getpid()}.{os.urandom(4).hex()}{suffix}{final.suffix}")
