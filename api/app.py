@@ -1,0 +1,46 @@
+"""The FastAPI application: routers per resource, problem+json errors, and the in-process generation workers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.context import Hallmark
+from api.generation import HALLMARK_VERSION
+from api.jobs import WorkerPool
+from api.routers import accounts, audit, cameos, gate, generations, health, softbinding, verify, works
+from api.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, *, workers: int | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    hm = Hallmark(settings)
+    hm.db.require_schema()  # refuse to start on a database `hallmark init` has not prepared
+    hm.policy  # refuse to start on invalid policies (the error names the file and line)
+    pool = WorkerPool(hm, settings.workers if workers is None else workers)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool.start()
+        try:
+            yield
+        finally:
+            pool.stop()
+            hm.close()
+
+    app = FastAPI(
+        title="Hallmark",
+        version=HALLMARK_VERSION,
+        description="Provenance, watermarking and consent-gating for AI video generation.",
+        lifespan=lifespan,
+    )
+    app.state.hallmark = hm
+    app.state.workers = pool
+    problems.install(app)
+    for router in (health.router, generations.router, verify.router, accounts.router, cameos.router,
+                   softbinding.router, works.router, gate.router, audit.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,240 @@
+"""The audit log as the API and the CLI serve it: signed checkpoints (periodic and on demand), proofs, entries,
+exports, period reports and the erasure of personal data. The log itself is `registry.audit`."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from api.context import Hallmark
+from guard.errors import InvalidInput, KeyMaterialError
+from guard.provenance.keys import read_secret
+from registry import AuditLog, AuditTree
+from registry.audit.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_private_key,
+    public_key_bytes,
+    sign_checkpoint,
+    verifier_key,
+)
+from registry.audit.export import ExportError, write_export
+from registry.audit.leaf import decode_leaf
+from registry.audit.tables import AuditCheckpoint
+from registry.audit.tree import LoggedEntry
+
+log = logging.getLogger("hallmark.audit")
+
+MAX_PAGE = 1000
+
+# What a generation event says about the gate's decision, for reports.
+DECISIONS = {"generation.allowed": "allowed", "generation.denied": "denied", "generation.withheld": "withheld"}
+
+
+def tree(hm: Hallmark) -> AuditTree:
+    return AuditTree(hm.db.engine)
+
+
+def signing_key(hm: Hallmark) -> Ed25519PrivateKey:
+    try:
+        return load_private_key(read_secret(hm.paths.log_key, "audit log signing key"))
+    except CheckpointError as exc:
+        raise KeyMaterialError(str(exc), hint="Run `hallmark init --force` to make a new log key.") from exc
+
+
+def public_key(hm: Hallmark) -> bytes:
+    return public_key_bytes(signing_key(hm))
+
+
+def checkpoint(hm: Hallmark) -> AuditCheckpoint:
+    """A signed checkpoint of the whole log now (a new one only if the log grew since the last)."""
+    key = signing_key(hm)
+
+    def sign(cp: Checkpoint) -> str:
+        return sign_checkpoint(cp, key)
+
+    return tree(hm).checkpoint(hm.settings.audit_origin, sign, public_key_bytes(key))
+
+
+def verifier_key_string(hm: Hallmark) -> str:
+    return verifier_key(hm.settings.audit_origin, public_key(hm))
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+def entry_view(entry: LoggedEntry) -> dict[str, Any]:
+    fields = entry.personal or {}
+    return {
+        "index": entry.index,
+        "leaf_b64": base64.b64encode(entry.leaf).decode(),
+        "leaf_hash_b64": base64.b64encode(entry.leaf_hash).decode(),
+        "event": decode_leaf(entry.leaf),
+        "personal": {name: {"value": item["value"], "salt_b64": item["salt"]} for name, item in fields.items()},
+    }
+
+
+def entries(hm: Hallmark, start: int, end: int | None) -> dict[str, Any]:
+    end = start + MAX_PAGE if end is None else end
+    if end < start:
+        raise InvalidInput(f"end ({end}) is before start ({start}).")
+    if end - start > MAX_PAGE:
+        raise InvalidInput(f"At most {MAX_PAGE} entries per page; asked for {end - start}.",
+                           hint="Page with start= and end=, or use `hallmark audit export` for the whole log.")
+    log_tree = tree(hm)
+    log_tree.integrate()
+    size = log_tree.size()
+    start, end = min(start, size), min(end, size)  # a page past the end is empty, as in any paging API
+    return {"size": size, "start": start, "end": end,
+            "entries": [entry_view(entry) for entry in log_tree.entries(start, end)]}
+
+
+def _b64(values: list[bytes]) -> list[str]:
+    return [base64.b64encode(value).decode() for value in values]
+
+
+def inclusion(hm: Hallmark, index: int, size: int | None) -> dict[str, Any]:
+    """An inclusion proof; without `size`, against a fresh signed checkpoint (returned with it)."""
+    signed = checkpoint(hm) if size is None else None
+    size = signed.size if signed is not None else size
+    log_tree = tree(hm)
+    proof = log_tree.inclusion_proof(index, size)
+    leaf = log_tree.entries(index, index + 1)[0]
+    return {"index": index, "size": size, "leaf_b64": base64.b64encode(leaf.leaf).decode(),
+            "leaf_hash_b64": base64.b64encode(leaf.leaf_hash).decode(), "hashes_b64": _b64(proof),
+            "root_hash_b64": base64.b64encode(log_tree.root(size)).decode(),
+            "checkpoint": signed.note if signed is not None else None}
+
+
+def consistency(hm: Hallmark, old: int, new: int | None) -> dict[str, Any]:
+    signed = checkpoint(hm) if new is None else None
+    new = signed.size if signed is not None else new
+    log_tree = tree(hm)
+    proof = log_tree.consistency_proof(old, new)
+    return {"old": old, "new": new, "hashes_b64": _b64(proof),
+            "old_root_hash_b64": base64.b64encode(log_tree.root(old)).decode(),
+            "new_root_hash_b64": base64.b64encode(log_tree.root(new)).decode(),
+            "checkpoint": signed.note if signed is not None else None}
+
+
+# --- export -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportResult:
+    directory: Path
+    entries: int
+    checkpoint: AuditCheckpoint
+
+
+def export(hm: Hallmark, directory: Path, *, include_personal: bool = True,
+           on_entry: Callable[[int], None] | None = None) -> ExportResult:
+    signed = checkpoint(hm)
+    log_tree = tree(hm)
+
+    def lines():  # type: ignore[no-untyped-def]
+        for entry in log_tree.iter_entries(0, signed.size):
+            if on_entry is not None:
+                on_entry(entry.index)
+            yield entry.index, entry.leaf, entry.personal if include_personal else None
+
+    try:
+        count = write_export(directory, note=signed.note, origin=hm.settings.audit_origin,
+                             public_key=public_key(hm), entries=lines(),
+                             leaf_hashes=log_tree.iter_leaf_hashes(0, signed.size))
+    except (ExportError, OSError) as exc:
+        raise InvalidInput(f"Cannot export the audit log to {directory}: {exc}",
+                           hint="Give a new or empty directory you can write to.") from exc
+    return ExportResult(directory, count, signed)
+
+
+# --- reports ----------------------------------------------------------------------------------------------------
+def report(hm: Hallmark, start: datetime, end: datetime) -> dict[str, Any]:
+    """Counts for a reporting period [start, end): by event, decision, reason and policy version."""
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)  # the log stores UTC
+    if end <= start:
+        raise InvalidInput(f"The period is empty: --to ({end.isoformat()}) is not after --from "
+                           f"({start.isoformat()}).")
+    signed = checkpoint(hm)
+    by_event: Counter[str] = Counter()
+    decisions: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    policies: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    first = last = None
+    for index, leaf in tree(hm).entries_between(start, end):
+        if index >= signed.size:
+            break
+        event = decode_leaf(leaf)
+        first = index if first is None else first
+        last = index
+        by_event[event["kind"]] += 1
+        data = event["data"]
+        decision = DECISIONS.get(event["kind"])
+        if decision is not None:
+            decisions[decision] += 1
+            for code in data.get("reasons") or []:
+                reasons[str(code)] += 1
+            if data.get("policy_version"):
+                policies[str(data["policy_version"])][decision] += 1
+    return {
+        "from": start.isoformat(), "to": end.isoformat(),
+        "entries": sum(by_event.values()), "first_index": first, "last_index": last,
+        "by_event": dict(sorted(by_event.items())),
+        "decisions": dict(sorted(decisions.items())),
+        "reasons": dict(reasons.most_common()),
+        "policy_versions": {version: dict(sorted(counts.items())) for version, counts in sorted(policies.items())},
+        "checkpoint": {"origin": hm.settings.audit_origin, "size": signed.size,
+                       "root_hash_b64": base64.b64encode(signed.root_hash).decode()},
+    }
+
+
+# --- erasure ----------------------------------------------------------------------------------------------------
+def erase(hm: Hallmark, indexes: list[int], *, subject: str | None = None, reason: str | None = None,
+          actor_id: str | None = None) -> dict[int, list[str]]:
+    """Erase the personal data of these entries (and of every entry about or by `subject`); each erasure is
+    itself logged. Returns {index: erased fields} ({} fields when there was nothing left to erase)."""
+    if not indexes and subject is None:
+        raise InvalidInput("Name the entries to erase, or --subject.", hint="hallmark audit erase 12 13")
+    log_tree = tree(hm)
+    log_tree.integrate()
+    erased: dict[int, list[str]] = {}
+    with hm.db.session() as session:
+        audit = AuditLog(session)
+        targets = list(dict.fromkeys([*indexes, *(audit.erasable(subject) if subject else [])]))
+        for index in targets:
+            erased[index] = audit.erase(index, actor_id=actor_id, reason=reason)
+    log_tree.scrub()
+    return erased
+
+
+# --- periodic checkpoints ---------------------------------------------------------------------------------------
+class Checkpointer:
+    """Signs a checkpoint every `seconds` when the log grew (and sequences stragglers), in a daemon thread."""
+
+    def __init__(self, hm: Hallmark, seconds: float) -> None:
+        self.hm, self.seconds = hm, seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.seconds <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, daemon=True, name="hallmark-audit-checkpoints")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                checkpoint(self.hm)
+            except Exception:
+                log.exception("could not sign the periodic audit checkpoint")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)

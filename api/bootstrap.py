@@ -1,0 +1,123 @@
+"""`hallmark init`: the data dir, the database schema, the keys, the tiny model and the first admin key.
+
+Idempotent: what exists is kept. `--force` makes new keys, but never destroys old ones: the old root certificate
+moves to keys/trusted/ (clips signed before stay Trusted) and old secrets move to keys/retired/<time>/."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from api.settings import Settings
+from guard.provenance.keys import (
+    IssuedCertificate,
+    issue_signing_certificate,
+    make_ed25519_key,
+    make_root_ca,
+    new_secret_key,
+    write_private,
+    write_public,
+)
+from registry import Accounts, AuditLog, Database, Role
+
+
+@dataclass
+class InitResult:
+    data_dir: str
+    database: str
+    created: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    admin_key: str | None = None
+
+
+def initialize(settings: Settings, *, force: bool = False, admin_name: str = "admin") -> InitResult:
+    paths = settings.paths
+    result = InitResult(data_dir=str(paths.root), database=settings.public_view()["database_url"])
+    for directory in (paths.root, paths.outputs, paths.tmp, paths.models):
+        directory.mkdir(parents=True, exist_ok=True)
+    paths.keys.mkdir(parents=True, exist_ok=True)
+    paths.keys.chmod(0o700)
+
+    database = Database(settings.resolved_database_url)
+    try:
+        database.migrate()
+        result.created.append("database schema (migrated to the newest revision)")
+        if force:
+            _retire_keys(settings)
+        _ensure_signing_keys(settings, result)
+        _ensure_secret(paths.watermark_key, "watermark secret key", new_secret_key, result)
+        # Never retired by --force: the face templates are sealed under it and cannot be re-enrolled from here.
+        _ensure_secret(paths.face_key, "face template key", new_secret_key, result)
+        if not paths.log_key.exists():
+            private, public = make_ed25519_key()
+            write_private(paths.log_key, private)
+            write_public(paths.log_pub, public)
+            result.created.append("audit log signing key (Ed25519)")
+        else:
+            result.kept.append("audit log signing key")
+        if settings.generator == "tiny":
+            from generator.tiny import tiny_generator
+
+            existed = (paths.tiny_model / "HALLMARK_TINY_VERSION").is_file()
+            tiny_generator(paths.tiny_model)  # builds it when missing or outdated
+            (result.kept if existed else result.created).append("tiny video model")
+        with database.session() as session:
+            accounts = Accounts(session)
+            admin = next((a for a in accounts.list() if a.role == Role.admin), None)
+            if admin is None:
+                admin = accounts.create(admin_name, Role.admin)
+                result.admin_key = accounts.issue_key(admin)
+                AuditLog(session).append("account.created", subject=admin.id, role=Role.admin,
+                                         personal={"name": admin.name})
+                AuditLog(session).append("api_key.created", subject=admin.id)
+                result.created.append(f"admin account {admin.name!r} and its API key")
+            else:
+                result.kept.append(f"admin account {admin.name!r}")
+            AuditLog(session).append("system.initialized", forced=force)
+    finally:
+        database.dispose()
+    return result
+
+
+def _ensure_signing_keys(settings: Settings, result: InitResult) -> None:
+    paths = settings.paths
+    if paths.ca_cert.exists() and paths.ca_key.exists():
+        result.kept.append("local C2PA root CA")
+        ca = IssuedCertificate(paths.ca_cert.read_bytes(), paths.ca_key.read_bytes())
+    else:
+        ca = make_root_ca(settings.operator_name)
+        write_private(paths.ca_key, ca.private_key_pem, overwrite=True)
+        write_public(paths.ca_cert, ca.certificate_pem)
+        result.created.append("local C2PA root CA")
+    if paths.signer_chain.exists() and paths.signer_key.exists():
+        result.kept.append("C2PA signing certificate")
+        return
+    signer = issue_signing_certificate(ca, settings.operator_name)
+    write_private(paths.signer_key, signer.private_key_pem, overwrite=True)
+    write_public(paths.signer_chain, signer.certificate_pem)
+    result.created.append("C2PA signing certificate (issued by the local CA)")
+
+
+def _ensure_secret(path, what: str, make, result: InitResult) -> None:  # type: ignore[no-untyped-def]
+    if path.exists():
+        result.kept.append(what)
+        return
+    write_private(path, make())
+    result.created.append(what)
+
+
+def _retire_keys(settings: Settings) -> None:
+    paths = settings.paths
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    retired = paths.keys / "retired" / stamp
+    if paths.ca_cert.exists():
+        trusted = paths.keys / "trusted"
+        trusted.mkdir(exist_ok=True)
+        shutil.copy2(paths.ca_cert, trusted / f"root-{stamp}.pem")
+    for path in (paths.ca_cert, paths.ca_key, paths.signer_chain, paths.signer_key, paths.watermark_key,
+                 paths.log_key, paths.log_pub):
+        if path.exists():
+            retired.mkdir(parents=True, exist_ok=True)
+            retired.chmod(0o700)
+            path.replace(retired / path.name)

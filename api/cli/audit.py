@@ -1,0 +1,191 @@
+"""`hallmark audit checkpoint|export|verify|report|erase`.
+
+`verify` reads only the export directory (and, if given, a key and earlier checkpoints): no database, no settings,
+so an auditor runs it on their own machine."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+
+import typer
+
+from api.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, hallmark, out, print_json
+
+app = typer.Typer(help="The audit log: signed checkpoints, export, offline verification, reports, erasure.",
+                  no_args_is_help=True)
+
+
+@app.command("checkpoint")
+def checkpoint_command(
+    key: bool = typer.Option(False, "--key", help="Print the log's verifier key (name+id+base64) instead."),
+) -> None:
+    """Sign (if the log grew) and print the current checkpoint, a C2SP signed note."""
+    from api import audit
+
+    hm = hallmark()
+    try:
+        if key:
+            sys.stdout.write(audit.verifier_key_string(hm) + "\n")
+            return
+        signed = audit.checkpoint(hm)
+    finally:
+        hm.close()
+    sys.stdout.write(signed.note)  # byte for byte: it is a signed document
+
+
+@app.command("export")
+def export_command(
+    directory: Path = typer.Argument(..., help="A new or empty directory."),
+    without_personal: bool = typer.Option(False, "--without-personal",
+                                          help="Leave personal data out (it stays verifiable, like erased data)."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """Write entries.jsonl, the signed checkpoint, log.pub and leaf-hashes.bin for `hallmark audit verify`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from api import audit
+
+    hm = hallmark()
+    try:
+        with Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), console=err,
+                      disable=json_output, transient=True) as progress:
+            task = progress.add_task("export", total=None)
+
+            def advance(index: int) -> None:
+                if index % 1000 == 0:
+                    progress.update(task, completed=index)
+
+            result = audit.export(hm, directory, include_personal=not without_personal, on_entry=advance)
+    finally:
+        hm.close()
+    summary = {"directory": str(result.directory), "entries": result.entries, "size": result.checkpoint.size,
+               "root_hash_b64": base64.b64encode(result.checkpoint.root_hash).decode()}
+    if json_output:
+        print_json(summary)
+    else:
+        out.print(f"exported {result.entries} entries to {result.directory} "
+                  f"(checkpoint size {summary['size']}, root {summary['root_hash_b64']})")
+
+
+@app.command("verify")
+def verify_command(
+    directory: Path = typer.Argument(..., help="A directory written by `hallmark audit export`."),
+    key: Path | None = typer.Option(None, "--key", help="The log's public key (32 raw bytes) as the operator "
+                                    "published it; default: log.pub in the export (checks self-consistency only)."),
+    origin: str | None = typer.Option(None, "--origin", help="The log's expected origin (key name)."),
+    earlier: list[Path] = typer.Option([], "--checkpoint", help="A checkpoint you saved earlier: the export must "
+                                       "extend it (repeatable)."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check an export offline: leaves -> RFC 6962 root -> signed checkpoint. Exits 1 naming the bad entry."""
+    from registry.audit.export import ExportError, verify_export
+
+    try:
+        public_key = key.read_bytes() if key is not None else None
+        earlier_notes = [path.read_text(encoding="utf-8") for path in earlier]
+        report = verify_export(directory, public_key=public_key, origin=origin, earlier=earlier_notes)
+    except (ExportError, OSError, UnicodeDecodeError) as exc:
+        fail(str(exc), hint="Give the directory `hallmark audit export` wrote, and the log's public key.",
+             code=EXIT_BAD_INPUT)
+    if json_output:
+        print_json(report.as_dict())
+    else:
+        cp = report.checkpoint
+        if cp is not None:
+            out.print(f"checkpoint  {cp.origin}  size {cp.size}  root {base64.b64encode(cp.root_hash).decode()}"
+                      f"  key {report.key_id}", markup=False)
+            if key is None:
+                out.print("  [dim]key: log.pub from the export itself; pass --key with the operator's published "
+                          "key to check who signed it[/]")
+        out.print(f"entries     {report.entries}  (personal fields present {report.personal_revealed}, erased "
+                  f"{report.personal_erased})")
+        for size in report.earlier_checkpoints:
+            out.print(f"earlier     checkpoint of size {size} is a prefix of this log")
+        for problem in report.problems:
+            err.print(f"[bold red]FAIL[/] {problem}", markup=True, highlight=False)
+        if report.more_problems:
+            err.print(f"... and {report.more_problems} more problem(s)")
+        out.print("[bold green]OK[/]: every entry is in the signed log, unchanged and in order" if report.ok
+                  else "[bold red]FAILED[/]: the export does not match the signed checkpoint")
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _when(value: str | None, *, end: bool) -> datetime | None:
+    """ISO 8601 date or date-time, UTC unless it says otherwise. A bare date as --to includes that whole day."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(), timezone.utc)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{value!r} is not an ISO 8601 date or date-time.", hint="e.g. 2026-01-31 or 2026-01-31T12:00:00Z")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@app.command("report")
+def report_command(
+    start: str | None = typer.Option(None, "--from", help="Start of the period (date or date-time, UTC)."),
+    end: str | None = typer.Option(None, "--to", help="End of the period (a bare date includes that day)."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """Counts for a reporting period: by event, decision, reason and policy version."""
+    from api import audit
+
+    begin = _when(start, end=False) or datetime.fromtimestamp(0, timezone.utc)
+    finish = _when(end, end=True) or datetime.now(timezone.utc)
+    hm = hallmark()
+    try:
+        result = audit.report(hm, begin, finish)
+    finally:
+        hm.close()
+    if json_output:
+        print_json(result)
+        return
+    span = ("no entries" if result["first_index"] is None
+            else f"entries {result['first_index']}..{result['last_index']}")
+    out.print(f"[bold]Audit report[/] {result['from']} .. {result['to']}: {result['entries']} events ({span})")
+    cp = result["checkpoint"]
+    out.print(f"  checkpoint {cp['origin']} size {cp['size']} root {cp['root_hash_b64']}", markup=False)
+    for title, counts in (("events", result["by_event"]), ("decisions", result["decisions"]),
+                          ("denial/withholding reasons", result["reasons"])):
+        out.print(f"[bold]{title}[/]")
+        for name, count in counts.items():
+            out.print(f"  {count:>8}  {name}", markup=False)
+        if not counts:
+            out.print("  [dim]none[/]")
+    out.print("[bold]decisions by policy version[/]")
+    for version, counts in result["policy_versions"].items():
+        out.print(f"  {version}  " + "  ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
+    if not result["policy_versions"]:
+        out.print("  [dim]none[/]")
+
+
+@app.command("erase")
+def erase_command(
+    events: list[int] = typer.Argument(None, help="Entry numbers (the `index` in the export)."),
+    subject: str | None = typer.Option(None, "--subject", help="Also every entry about or by this id."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (logged with the erasure, e.g. a ticket)."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """Erase the personal data of audit entries. Leaves and proofs stay valid; the erasure is itself logged."""
+    from api import audit
+
+    hm = hallmark()
+    try:
+        erased = audit.erase(hm, list(events or []), subject=subject, reason=reason)
+    finally:
+        hm.close()
+    if json_output:
+        print_json({str(index): fields for index, fields in erased.items()})
+        return
+    if not erased:
+        out.print("nothing to erase")
+    for index, fields in erased.items():
+        out.print(f"entry {index}: " + (f"erased {', '.join(fields)}" if fields
+                                        else "no personal data (none was logged, or it is already erased)"))

@@ -1,0 +1,43 @@
+"""`hallmark serve` (the HTTP API with in-process workers) and `hallmark worker` (workers only)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import typer
+
+from api.cli.common import err, hallmark
+from api.settings import load_settings
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        host: str = typer.Option(None, help="Bind address (default 127.0.0.1: not exposed to the network)."),
+        port: int = typer.Option(None, help="Port (default 8000)."),
+        workers: int = typer.Option(None, help="In-process generation worker threads (0: API only)."),
+    ) -> None:
+        """Serve the HTTP API (OpenAPI docs at /docs)."""
+        import uvicorn
+
+        from api.app import create_app
+
+        settings = load_settings()
+        application = create_app(settings, workers=workers)
+        uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
+
+    @app.command()
+    def worker(threads: int = typer.Option(1, min=1, max=32, help="Worker threads.")) -> None:
+        """Run generation workers only, sharing the queue (the database) with every other worker."""
+        from api.jobs import WorkerPool
+
+        hm = hallmark()
+        pool = WorkerPool(hm, threads)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        pool.start()
+        err.print(f"hallmark worker {pool.name}: {threads} thread(s); Ctrl-C to stop")
+        stop.wait()
+        pool.stop()

@@ -1,0 +1,145 @@
+"""The wired application: settings, database, keys, watermark method, trust store, gate and generator, built once
+per process from the settings. The HTTP app, the CLI and the workers all hold one of these."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from functools import cached_property
+import c2pa
+from sqlmodel import Session
+
+from api.settings import Settings
+from generator import VideoGenerator, load_generator
+from guard.errors import KeyMaterialError
+from guard.gate import Gate, Policy, RegistryDirectory, WorksIndexCache
+from guard.likeness.sealing import TemplateSealer
+from guard.likeness.service import Likeness
+from guard.marks import WatermarkMethod, watermark_method
+from guard.provenance import callback_signer, file_signer, load_sign_callback, trust_context
+from guard.provenance.keys import read_secret
+from policies import POLICY_DIR
+from registry import Database
+
+
+class Hallmark:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = settings.paths
+        self.db = Database(settings.resolved_database_url)
+        self._generator: VideoGenerator | None = None
+        self._generator_lock = threading.Lock()
+        self._trust_lock = threading.Lock()
+        self._trust: tuple[tuple[tuple[str, int], ...], list[bytes], c2pa.Context] | None = None
+
+    # --- keys and trust
+    @cached_property
+    def watermark_key(self) -> bytes:
+        if self.settings.watermark_key is not None:
+            key = self.settings.watermark_key.get_secret_value().encode()
+        else:
+            key = read_secret(self.paths.watermark_key, "watermark secret key")
+        if len(key) < 16:
+            raise KeyMaterialError("The watermark secret key is shorter than 128 bits.",
+                                   hint="Use `hallmark init --force` to make a new one (old marks then stop "
+                                   "resolving), or set HALLMARK_WATERMARK_KEY to a longer secret.")
+        return key
+
+    @cached_property
+    def watermark(self) -> WatermarkMethod:
+        return watermark_method(self.settings.watermark_method, self.watermark_key)
+
+    def signer(self) -> c2pa.Signer:
+        """The C2PA signer: keys/signer.key on disk, or the KMS/HSM callback named by HALLMARK_SIGNER_CALLBACK
+        (then only the public chain, keys/signer.pem, is on disk)."""
+        s = self.settings
+        if s.signer_callback:
+            chain = read_secret(self.paths.signer_chain, "C2PA signing certificate chain")
+            return callback_signer(load_sign_callback(s.signer_callback), chain, alg=s.signer_alg, tsa_url=s.tsa_url)
+        return file_signer(self.paths.signer_chain, self.paths.signer_key, tsa_url=s.tsa_url, alg=s.signer_alg)
+
+    def trust_anchor_files(self) -> list[Path]:
+        """Our root, the roots kept from before rotations and the operator's anchors (keys/trusted/*.pem), and
+        the anchors named in the settings."""
+        files = [self.paths.ca_cert] if self.paths.ca_cert.exists() else []
+        if self.paths.trusted.is_dir():
+            files += sorted(self.paths.trusted.glob("*.pem"))
+        return files + list(self.settings.trust_anchors)
+
+    def _trust_state(self) -> tuple[list[bytes], c2pa.Context]:
+        # Rebuilt when an anchor file changes, so `hallmark keys rotate --ca` or `keys trust add` take effect in a
+        # running server without a restart.
+        files = self.trust_anchor_files()
+        stamp = tuple((str(path), path.stat().st_mtime_ns if path.exists() else -1) for path in files)
+        with self._trust_lock:
+            if self._trust is None or self._trust[0] != stamp:
+                if not files:
+                    raise KeyMaterialError("There is no trust anchor (keys/ca.pem is missing).",
+                                           hint="Run `hallmark init` or `hallmark keys init`.")
+                anchors = [read_secret(path, f"trust anchor {path}") for path in files]
+                self._trust = (stamp, anchors, trust_context(anchors))
+            return self._trust[1], self._trust[2]
+
+    @property
+    def trust_anchor_pems(self) -> list[bytes]:
+        return self._trust_state()[0]
+
+    @property
+    def trust(self) -> c2pa.Context:
+        return self._trust_state()[1]
+
+    # --- likeness (face templates are sealed with a key of their own)
+    @cached_property
+    def face_key(self) -> bytes:
+        if self.settings.face_key is not None:
+            return self.settings.face_key.get_secret_value().encode()
+        return read_secret(self.paths.face_key, "face template key")
+
+    @cached_property
+    def likeness(self) -> Likeness:
+        return Likeness(self.db, TemplateSealer(self.face_key), self.settings.face_match_threshold)
+
+    # --- policy
+    @cached_property
+    def policy(self) -> Policy:
+        """The policies, validated (a PolicyError names the file and line of the first problem)."""
+        policy = Policy.load(self.settings.policy_dir or POLICY_DIR)
+        if not self.settings.semantic_matching:
+            policy.match_settings = replace(policy.match_settings, semantic=False)
+        return policy
+
+    @property
+    def policy_version(self) -> str:
+        return self.policy.version
+
+    @cached_property
+    def works_index(self) -> WorksIndexCache:
+        background = self.policy.background_vectors() if self.policy.match_settings.semantic else None
+        return WorksIndexCache(self.policy.match_settings, background=background)
+
+    def gate(self, session: Session) -> Gate:
+        return Gate(RegistryDirectory(session, self.works_index), self.policy)
+
+    # --- generation backend (loaded on first use; one per process)
+    def generator(self) -> VideoGenerator:
+        with self._generator_lock:
+            if self._generator is None:
+                s = self.settings
+                self._generator = load_generator(
+                    s.generator, tiny_dir=self.paths.tiny_model, path=s.generator_path,
+                    device=s.generator_device, dtype=s.generator_dtype, steps=s.generator_steps,
+                    guidance=s.generator_guidance,
+                )
+            return self._generator
+
+    @cached_property
+    def verify_counter(self) -> "VerifyCounter":
+        from api.verification import VerifyCounter
+
+        return VerifyCounter()
+
+    def close(self) -> None:
+        if "verify_counter" in self.__dict__:  # only if this process verified anything
+            self.verify_counter.flush(self)
+        self.db.dispose()

@@ -1,0 +1,286 @@
+"""One generation, from request to released file. The HTTP API, the CLI and the workers all go through here.
+
+    submit: limits → gate → record (queued, or denied with reasons) → audit
+    run:    generate → likeness scan of the output → visible + invisible marks → encode → C2PA sign
+            → read-back checks → consent re-check (with every cameo found on the output) → rename into outputs/
+            → record → audit
+
+Fail closed: any error in marking or signing, a read-back that does not find the mark or a trusted manifest, or a
+consent that no longer holds, and the clip is not released. Files are written under temp names and renamed only
+at release, so outputs/ never holds a half-written or unsigned clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from api import cameos as cameo_records
+from api.context import Hallmark
+from api.schemas import GenerationCreate, check_limits
+from generator import GeneratedVideo, VideoRequest
+from guard.errors import MarkingError, SigningError
+from guard.gate import Decision, GateRequest, mentioned_handles
+from guard.likeness.output import OutputFinding, output_decision, scan_frames
+from guard.marks import VisibleMark, label_text, VisibleMarkStyle
+from guard.marks.apply import detect_file, stamp_frames
+from guard.media import Frame, VideoWriter, temp_path_beside
+from guard.provenance import ManifestFacts, build_manifest, ingredients_for, read_c2pa, sign_video
+from registry import Account, AuditLog, Generation, Generations, Status, new_watermark_payload
+from registry.clock import as_utc
+
+log = logging.getLogger("hallmark.generation")
+
+HALLMARK_VERSION = "0.1.0"
+
+
+def gate_request(requester_id: str, prompt: str, cameos: list[str], *, commercial: bool = False) -> GateRequest:
+    return GateRequest(requester_id=requester_id, prompt=prompt, cameo_handles=list(cameos), commercial=commercial)
+
+
+def submit(hm: Hallmark, requester: Account, request: GenerationCreate) -> Generation:
+    """Gate the request and record it: queued when allowed, denied (with every reason) when not."""
+    check_limits(request, hm.settings)
+    request = request.with_seed()
+    prompt = request.prompt.strip()
+    with hm.db.session() as session:
+        gated = gate_request(requester.id, prompt, request.cameos, commercial=request.commercial)
+        decision = hm.gate(session).check(gated)
+        generation = Generations(session).add(Generation(
+            requester_id=requester.id,
+            prompt=prompt,
+            params=request.model_dump(exclude={"prompt"}),
+            decision=decision.as_dict(),
+            policy_version=decision.policy_version,
+            status=Status.queued if decision.allowed else Status.denied,
+            backend=hm.settings.generator,
+            watermark_payload=new_watermark_payload() if decision.allowed else None,
+            watermark_method=hm.settings.watermark_method if decision.allowed else None,
+        ))
+        audit = AuditLog(session)
+        # What was asked is personal data (erasable); the parameters and the decision are not.
+        audit.append("generation.requested", actor_id=requester.id, subject=generation.id,
+                     params=request.model_dump(exclude={"prompt", "negative_prompt", "cameos"}),
+                     personal={"prompt": prompt, "negative_prompt": request.negative_prompt,
+                               "cameos": request.cameos or None})
+        audit.append(
+            "generation.allowed" if decision.allowed else "generation.denied",
+            actor_id=requester.id, subject=generation.id, policy_version=decision.policy_version,
+            reasons=[reason.code for reason in decision.reasons], cameo_ids=decision.cameo_ids,
+            personal=_reason_details(decision),
+        )
+        cameo_records.record_mentions(session, generation, gated, decision)
+    return generation
+
+
+def _reason_details(decision: Decision) -> dict[str, object] | None:
+    """The reasons' messages and subjects (they quote prompts and name people): erasable, unlike their codes."""
+    if not decision.reasons:
+        return None
+    return {"reasons": [reason.as_dict() for reason in decision.reasons]}
+
+
+class _ProgressWriter:
+    """Stores job progress, at most twice a second (a poll sees it move; the database is not hammered)."""
+
+    def __init__(self, hm: Hallmark, generation_id: str, listener: Callable[[float], None] | None) -> None:
+        self.hm, self.generation_id, self.listener = hm, generation_id, listener
+        self._last = 0.0
+
+    def __call__(self, percent: float, *, force: bool = False) -> None:
+        if self.listener is not None:
+            self.listener(percent)
+        now = time.monotonic()
+        if not force and now - self._last < 0.5:
+            return
+        self._last = now
+        with self.hm.db.session() as session:
+            generations = Generations(session)
+            generation = generations.get(self.generation_id)
+            generations.set_status(generation, Status(generation.status), progress=min(100.0, percent))
+
+
+def run(hm: Hallmark, generation_id: str, *, worker: str = "local",
+        on_progress: Callable[[float], None] | None = None) -> Generation:
+    """Run a queued (or already claimed) generation to the end. Never raises for a failure of the job itself:
+    the outcome (completed, failed, withheld) is in the returned record and the audit log. `on_progress` gets
+    the percentage as it moves (the CLI's progress bar); the record gets it too, for pollers."""
+    with hm.db.session() as session:
+        generations = Generations(session)
+        generation = generations.get(generation_id)
+        if generation.status == Status.queued:
+            if not generations.claim(generation_id, worker):
+                return generations.get(generation_id)
+        elif generation.status != Status.running:
+            return generation
+    progress = _ProgressWriter(hm, generation_id, on_progress)
+    workdir = hm.paths.tmp
+    workdir.mkdir(parents=True, exist_ok=True)
+    marked = workdir / f"{generation_id}.marked.mp4"
+    final = hm.paths.outputs / f"{generation_id}.mp4"
+    signed = temp_path_beside(final)
+    try:
+        generation = _load(hm, generation_id)
+        generator = hm.generator()
+        params = generation.params
+        video = generator.generate(
+            VideoRequest(prompt=generation.prompt, frames=params["frames"], fps=params["fps"],
+                         width=params["width"], height=params["height"], seed=params["seed"],
+                         negative_prompt=params.get("negative_prompt")),
+            lambda fraction: progress(fraction * 80.0),
+        )
+        findings = _scan_output_for_likeness(hm, video)
+        with hm.db.session() as session:
+            generations = Generations(session)
+            record = generations.get(generation_id)
+            record.backend, record.model_name = generator.info.backend, generator.info.name
+            generations.set_status(record, Status.marking, progress=80.0)
+        payload = bytes.fromhex(generation.watermark_payload or "")
+        _stamp(hm, generation, video, payload, marked, lambda done: progress(80.0 + 15.0 * done / len(video.frames)))
+        created = as_utc(generation.created_at)
+        facts = ManifestFacts(
+            generation_id=generation.id,
+            operator=hm.settings.operator_name,
+            claim_generator_version=HALLMARK_VERSION,
+            model_backend=generator.info.backend,
+            model_name=generator.info.name,
+            model_version=generator.info.version,
+            model_sha256=generator.info.sha256,
+            watermark_alg=hm.watermark.soft_binding_alg,
+            watermark_payload_hex=payload.hex(),
+            duration_ms=int(round(1000 * len(video.frames) / video.fps)),
+            policy_version=generation.policy_version,
+            cameo_ids=list(generation.decision.get("cameo_ids", [])),
+            training_mining=dict(hm.settings.training_mining),
+            prompt=generation.prompt if hm.settings.manifest_include_prompt else None,
+            created_at=created.isoformat() if created else None,
+        )
+        hm.paths.outputs.mkdir(parents=True, exist_ok=True)
+        manifest_bytes = sign_video(marked, signed, build_manifest(facts), hm.signer(),
+                                    ingredients=ingredients_for(facts))
+        manifest_label = _check_release(hm, signed, payload)
+        return _release(hm, generation_id, worker, signed, final, manifest_bytes, manifest_label, findings)
+    except Exception as exc:  # any failure: nothing is released, the record says why
+        log.warning("generation %s failed: %s", generation_id, exc)
+        return _finish(hm, generation_id, Status.failed, "generation.failed",
+                       error=getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+    finally:
+        marked.unlink(missing_ok=True)
+        signed.unlink(missing_ok=True)
+
+
+def _load(hm: Hallmark, generation_id: str) -> Generation:
+    with hm.db.session() as session:
+        return Generations(session).get(generation_id)
+
+
+def _stamp(hm: Hallmark, generation: Generation, video: GeneratedVideo, payload: bytes, target: Path,
+           on_frame: Callable[[int], None]) -> None:
+    s = hm.settings
+    height, width = video.frames.shape[1:3]
+    opacity, scale = s.visible_opacity, s.visible_scale
+    for obligation in generation.decision.get("obligations", []):  # the policy may ask for a stronger mark
+        if obligation.get("kind") != "visible_mark":
+            raise MarkingError(f"The decision carries an obligation this pipeline cannot fulfil: {obligation}; "
+                               "not released.")
+        opacity = max(opacity, float(obligation.get("min_opacity", opacity)))
+        scale = max(scale, float(obligation.get("min_scale", scale)))
+    style = VisibleMarkStyle(text=s.visible_text, opacity=opacity, scale=scale)
+    visible = VisibleMark(label_text(style, s.operator_name, generation.id[:8]), width, height, video.fps,
+                          opacity=style.opacity, scale=style.scale, phase_seed=int(generation.id[:8], 16))
+    embedder = hm.watermark.embedder(payload, width, height, video.fps)
+    audio = (video.audio, video.sample_rate) if video.audio is not None and video.sample_rate else None
+    with VideoWriter(target, width, height, video.fps, crf=s.output_crf, preset=s.output_preset,
+                     audio=audio) as writer:
+        stamp_frames((Frame.from_rgb(rgb) for rgb in video.frames), writer, visible=visible, embedder=embedder,
+                     progress=on_frame)
+
+
+def _scan_output_for_likeness(hm: Hallmark, video: GeneratedVideo) -> list[OutputFinding]:
+    """Faces on ~2 frames per second of the generated clip, matched against every cameo and protected person.
+    What may be released is decided at release, by the gate (see `_release`); an error here fails the job."""
+    return scan_frames(video.frames, video.fps, hm.likeness, per_second=hm.settings.output_face_samples_per_second)
+
+
+def _release_decision(hm: Hallmark, session, generation: Generation,  # type: ignore[no-untyped-def]
+                      findings: list[OutputFinding]) -> tuple[GateRequest, Decision]:
+    """The gate again, as if every cameo found on the output had been requested by @handle: the gate stays the
+    one place that decides who may use a cameo. Refusals for cameos the request did not name, and protected
+    persons on screen, become `likeness_without_consent`."""
+    commercial = bool(generation.params.get("commercial", False))
+    requested = gate_request(generation.requester_id, generation.prompt, generation.params.get("cameos", []),
+                             commercial=commercial)
+    found = [finding.match.handle for finding in findings if finding.match.handle]
+    decision = hm.gate(session).check(gate_request(generation.requester_id, generation.prompt,
+                                                   [*generation.params.get("cameos", []), *found],
+                                                   commercial=commercial))
+    decision = output_decision(decision, findings, set(mentioned_handles(requested)),
+                               cameo_records.protected_cameo_links(session, findings))
+    return requested, decision
+
+
+def _check_release(hm: Hallmark, signed: Path, payload: bytes) -> str:
+    """Read the signed clip back as a verifier would: it must carry a Trusted manifest and our watermark."""
+    report = read_c2pa(signed, hm.trust)
+    if report.state != "Trusted" or report.manifest_label is None:
+        raise SigningError(f"The signed clip does not verify as Trusted (state {report.state}, "
+                           f"codes {report.failure_codes}); not released.",
+                           hint="Check the signing certificate with `hallmark keys list`.")
+    detection = detect_file(signed, hm.watermark)
+    if not detection.detected or detection.payload != payload:
+        raise MarkingError("The invisible watermark did not read back from the encoded clip; not released.",
+                           hint="Try a higher output quality (HALLMARK_OUTPUT_CRF) or another watermark method.")
+    return report.manifest_label
+
+
+def _release(hm: Hallmark, generation_id: str, worker: str, signed: Path, final: Path, manifest_bytes: bytes,
+             manifest_label: str, findings: list[OutputFinding]) -> Generation:
+    """Re-check consent, then publish the file and the record together (or neither)."""
+    with hm.db.session() as session:
+        generations = Generations(session)
+        generation = generations.get(generation_id)
+        requested, decision = _release_decision(hm, session, generation, findings)
+        cameo_records.record_release(session, generation, requested, findings, decision)
+        if not decision.allowed:
+            generation.decision = {**generation.decision, "release": decision.as_dict()}
+            generations.set_status(generation, Status.withheld, error="Consent no longer holds at release: " +
+                                   "; ".join(reason.message for reason in decision.reasons))
+            AuditLog(session).append("generation.withheld", subject=generation_id,
+                                     policy_version=decision.policy_version,
+                                     reasons=[reason.code for reason in decision.reasons],
+                                     personal=_reason_details(decision))
+            return generation
+        generation.output_path = str(final)
+        generation.output_sha256 = _sha256(signed)
+        generation.manifest = manifest_bytes
+        generation.manifest_label = manifest_label
+        generations.set_status(generation, Status.completed, progress=100.0)
+        AuditLog(session).append("generation.completed", subject=generation_id, worker=worker,
+                                 output_sha256=generation.output_sha256, manifest_label=manifest_label)
+        signed.replace(final)  # publish, then commit: if the commit fails the file is taken back
+        try:
+            session.commit()
+        except Exception:
+            final.unlink(missing_ok=True)
+            raise
+    return generation
+
+
+def _finish(hm: Hallmark, generation_id: str, status: Status, event: str, *, error: str) -> Generation:
+    with hm.db.session() as session:
+        generations = Generations(session)
+        generation = generations.get(generation_id)
+        generations.set_status(generation, status, error=error)
+        AuditLog(session).append(event, subject=generation_id, error=error)
+        return generation
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,80 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`), for every error the API can answer with.
+
+Every project error carries `code`, `message`, `hint` and `status` (guard.errors, registry.errors,
+generator.GeneratorError); they become `type` (urn:hallmark:problem:<code>), `detail`, `hint` and `status`."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from generator import GeneratorError
+from guard.errors import HallmarkError
+from registry.errors import RegistryError
+
+log = logging.getLogger("hallmark.api")
+PROBLEM = "application/problem+json"
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM
+
+
+def problem(status: int, code: str, detail: str, *, hint: str | None = None, headers: dict[str, str] | None = None,
+            **extensions: Any) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:hallmark:problem:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    if hint:
+        body["hint"] = hint
+    body.update(extensions)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+class ApiProblem(Exception):
+    """Raised inside routes for answers that are not project errors (auth, denial, not-ready)."""
+
+    def __init__(self, status: int, code: str, detail: str, *, hint: str | None = None,
+                 headers: dict[str, str] | None = None, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.response = problem(status, code, detail, hint=hint, headers=headers, **extensions)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(_: Request, exc: ApiProblem) -> ProblemResponse:
+        return exc.response
+
+    @app.exception_handler(HallmarkError)
+    @app.exception_handler(RegistryError)
+    @app.exception_handler(GeneratorError)
+    async def _project_error(_: Request, exc: HallmarkError | RegistryError | GeneratorError) -> ProblemResponse:
+        return problem(exc.status, exc.code, exc.message, hint=exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> ProblemResponse:
+        errors = [{"field": ".".join(str(part) for part in error["loc"][1:]) or "body", "message": error["msg"]}
+                  for error in exc.errors()]
+        detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+        return problem(422, "invalid_input", f"The request is not valid: {detail}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> ProblemResponse:
+        log.exception("unhandled error")
+        return problem(500, "internal_error", "An internal error occurred; it has been logged.",
+                       hint="Retry later; if it persists, tell the operator the time of the request.")
