@@ -1,0 +1,348 @@
+"""Verified cameos end to end, on real SQLite and PostgreSQL, with real footage: registration with a live challenge
+over HTTP, its failures (each with its reason, nothing stored), operator enrollment from the CLI, recognition of an
+enrolled person in another clip, the output check withholding a clip with an unconsented face, revocation stopping
+a queued generation, permissions, appearances, withdrawal, and deletion erasing the sealed templates."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import skimage.data
+from fastapi.testclient import TestClient
+from httpx import Response
+from PIL import Image
+from sqlalchemy import update
+from sqlmodel import select
+
+from api import cameos as service
+from api import generation as pipeline
+from api.context import Hallmark
+from api.schemas import GenerationCreate
+from tests.conftest import Initialized, make_settings, run_cli
+from tests.face_clips import challenge_clip, frame_of, no_face_clip, still_clip, two_face_clip
+from registry import (Accounts, AuditLog, Cameo, CameoChallenge, CameoStatus, FaceTemplate, FaceTemplates, Role,
+                      Status, SubjectKind, Visibility)
+from registry.clock import utcnow
+
+pytestmark = pytest.mark.media
+
+TURNS = ["turn_left", "turn_right"]  # head-pose-female.gif turns left and right only
+
+
+def settings_for(initialized: Initialized, **overrides):  # type: ignore[no-untyped-def]
+    return make_settings(initialized.settings.data_dir, initialized.settings.resolved_database_url,
+                         cameo_challenge_moves=TURNS, **overrides)
+
+
+@pytest.fixture
+def client(initialized: Initialized) -> Iterator[TestClient]:
+    from api.app import create_app
+
+    with TestClient(create_app(settings_for(initialized), workers=0)) as test_client:
+        yield test_client
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def new_account(client: TestClient, admin_key: str, name: str) -> str:
+    response = client.post("/v1/accounts", json={"name": name}, headers=bearer(admin_key))
+    assert response.status_code == 201, response.text
+    return response.json()["api_key"]
+
+
+def upload(client: TestClient, key: str, cameo_id: str, path: Path,
+           content_type: str = "video/mp4") -> Response:
+    with path.open("rb") as handle:
+        return client.post(f"/v1/cameos/{cameo_id}/verification", headers=bearer(key),
+                           files={"file": (path.name, handle, content_type)})
+
+
+def failure_codes(response: Response) -> list[str]:
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "cameo_verification_failed"
+    return [failure["code"] for failure in body["failures"]]
+
+
+def audit_kinds(hm: Hallmark, subject: str) -> list[str]:
+    with hm.db.session() as session:
+        return [event.kind for event in AuditLog(session).for_subject(subject) if event.subject == subject]
+
+
+# --- self-service registration ---------------------------------------------------------------------------------
+def test_a_live_answer_verifies_and_the_same_face_cannot_be_registered_twice(
+        client: TestClient, initialized: Initialized, media_dir: Path, tmp_path: Path) -> None:
+    hm: Hallmark = client.app.state.hallmark
+    assert hm.paths.face_key.stat().st_mode & 0o777 == 0o600  # made by `hallmark init`, like the other keys
+    alice = new_account(client, initialized.admin_key, "alice")
+    response = client.post("/v1/cameos", json={"handle": "@Alice", "visibility": "approved"}, headers=bearer(alice))
+    assert response.status_code == 201, response.text
+    cameo, challenge = response.json()["cameo"], response.json()["challenge"]
+    assert cameo["status"] == "pending" and cameo["handle"] == "alice" and cameo["templates"] == 0
+    assert set(challenge["moves"]) <= set(TURNS) and len(challenge["moves"]) == 3
+    assert challenge["instructions"][0] == "Look straight into the camera"
+
+    answer = challenge_clip(media_dir, challenge["moves"], tmp_path / "answer.mp4")
+    response = upload(client, alice, cameo["id"], answer)
+    assert response.status_code == 200, response.text
+    verified = response.json()
+    assert verified["status"] == "verified" and verified["usable"] and verified["templates"] == 1
+    assert verified["verification"]["observed_moves"] == challenge["moves"]
+    assert verified["verification"]["one_face_ratio"] >= 0.9
+    assert "template" not in response.text.replace('"templates"', "")  # no biometric data in any answer
+    with hm.db.session() as session:
+        rows = session.exec(select(FaceTemplate)).all()
+    assert len(rows) == 1 and rows[0].subject_id == cameo["id"] and rows[0].key_id == hm.likeness.sealer.key_id
+    assert len(rows[0].sealed) == 1 + 12 + 512 + 16  # AES-GCM: nonce + 128 float32 + tag
+    assert audit_kinds(hm, cameo["id"]) == ["cameo.registered", "cameo.verified"]
+
+    assert upload(client, alice, cameo["id"], answer).status_code == 409  # already verified
+
+    # Someone else registers and answers their own challenge with the same woman's face: impersonation.
+    bob = new_account(client, initialized.admin_key, "bob")
+    response = client.post("/v1/cameos", json={"handle": "mallory"}, headers=bearer(bob))
+    other, other_challenge = response.json()["cameo"], response.json()["challenge"]
+    response = upload(client, bob, other["id"], challenge_clip(media_dir, other_challenge["moves"],
+                                                                tmp_path / "impostor.mp4"))
+    assert failure_codes(response) == ["matches_existing_cameo"]
+    assert "alice" not in response.text  # a self-service caller is not told whose cameo matched
+    view = client.get(f"/v1/cameos/{other['id']}", headers=bearer(bob)).json()
+    assert view["status"] == "pending" and view["templates"] == 0
+    assert client.get(f"/v1/cameos/{cameo['id']}", headers=bearer(bob)).status_code == 404  # not bob's
+
+
+def test_registration_failures_are_explicit_and_store_nothing(
+        client: TestClient, initialized: Initialized, media_dir: Path, tmp_path: Path) -> None:
+    hm: Hallmark = client.app.state.hallmark
+    carol = new_account(client, initialized.admin_key, "carol")
+    registration = client.post("/v1/cameos", json={"handle": "carol"}, headers=bearer(carol)).json()
+    cameo_id, moves = registration["cameo"]["id"], registration["challenge"]["moves"]
+
+    def fresh() -> list[str]:
+        response = client.post(f"/v1/cameos/{cameo_id}/challenge", headers=bearer(carol))
+        assert response.status_code == 201
+        return response.json()["moves"]
+
+    # The wrong order: the real face turning, but in the reverse of the challenge's order.
+    reverse = {"turn_left": "turn_right", "turn_right": "turn_left"}
+    wrong = challenge_clip(media_dir, [reverse[m] for m in moves], tmp_path / "wrong.mp4")
+    response = upload(client, carol, cameo_id, wrong)
+    assert failure_codes(response) == ["wrong_moves"]
+    details = response.json()["failures"][0]["details"]
+    assert details == {"expected": moves, "observed": [reverse[m] for m in moves]}
+    # The same challenge again, even with the right answer: used.
+    assert failure_codes(upload(client, carol, cameo_id, challenge_clip(media_dir, moves, tmp_path / "ok.mp4"))) \
+        == ["challenge_used"]
+
+    moves = fresh()  # expired
+    with hm.db.session() as session:
+        session.execute(update(CameoChallenge).where(CameoChallenge.cameo_id == cameo_id,
+                                                     CameoChallenge.used_at.is_(None))
+                        .values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert failure_codes(upload(client, carol, cameo_id, challenge_clip(media_dir, moves, tmp_path / "late.mp4"))) \
+        == ["challenge_expired"]
+
+    moves = fresh()  # two people in the picture
+    assert "multiple_faces" in failure_codes(upload(client, carol, cameo_id,
+                                                    two_face_clip(media_dir, moves, tmp_path / "two.mp4")))
+    fresh()  # nobody in the picture
+    assert failure_codes(upload(client, carol, cameo_id, no_face_clip(media_dir, tmp_path / "empty.mp4")))[0] \
+        == "no_face"
+    fresh()  # a photo made into a video
+    codes = failure_codes(upload(client, carol, cameo_id,
+                                 still_clip(skimage.data.astronaut(), tmp_path / "still.mp4", seconds=1.5)))
+    assert codes[:2] == ["static_image", "wrong_moves"]
+    fresh()  # a photo uploaded as the video
+    Image.fromarray(frame_of(media_dir, "head-pose-female.gif", 9)).save(tmp_path / "photo.png")
+    assert failure_codes(upload(client, carol, cameo_id, tmp_path / "photo.png", "image/png")) == ["not_a_video"]
+    fresh()  # not media at all
+    (tmp_path / "notes.txt").write_text("this is not a video\n")
+    assert failure_codes(upload(client, carol, cameo_id, tmp_path / "notes.txt", "text/plain")) == ["unsupported_file"]
+
+    view = client.get(f"/v1/cameos/{cameo_id}", headers=bearer(carol)).json()
+    assert view["status"] == "pending" and view["templates"] == 0
+    with hm.db.session() as session:
+        assert FaceTemplates(session).count() == 0 and FaceTemplates(session).version() == 0
+    assert audit_kinds(hm, cameo_id).count("cameo.verification_failed") == 8
+
+
+# --- operator enrollment, recognition, and the output check ----------------------------------------------------
+def test_an_enrolled_person_is_recognised_elsewhere_and_their_face_is_withheld_unless_granted(
+        sqlite_initialized: Initialized, media_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    init = sqlite_initialized
+    env = init.env
+    for name in ("carol", "dave"):
+        assert run_cli(["accounts", "create", name], env).returncode == 0
+    # A studio enrolls a signer from one clip (consent collected offline).
+    result = run_cli(["cameo", "enroll", "--handle", "signer", "--owner", "carol", "--video",
+                      str(media_dir / "asl-again.mkv"), "--evidence", "signed release STU-1182", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    assert '"status": "verified_by_operator"' in result.stdout
+
+    settings = settings_for(init, generator="tests.footage_generator:FootageGenerator")
+    hm = Hallmark(settings)
+    try:
+        # Recognised in a frame of another clip of the same man; a different person is not.
+        matches = hm.likeness.match_faces(frame_of(media_dir, "asl-brother.mkv", 30))
+        assert [m.label for m in matches] == ["@signer"] and matches[0].similarity >= hm.likeness.threshold
+        assert hm.likeness.match_faces(frame_of(media_dir, "asl-book.mkv", 30)) == []
+
+        with hm.db.session() as session:
+            accounts = Accounts(session)
+            carol, dave = accounts.require_by_name("carol"), accounts.require_by_name("dave")
+        request = GenerationCreate(prompt="a man talking with his hands", frames=12, fps=6.0, width=256,
+                                   height=256, seed=1)
+        # The model draws the signer (footage from a third clip of him) though nobody asked for him: withheld.
+        monkeypatch.setenv("HALLMARK_TEST_FOOTAGE", str(media_dir / "asl-help.mkv"))
+        withheld = pipeline.run(hm, pipeline.submit(hm, dave, request).id)
+        assert withheld.status == Status.withheld and withheld.output_path is None
+        reasons = withheld.decision["release"]["reasons"]
+        assert [(r["code"], r["subject"]) for r in reasons] == [("likeness_without_consent", "@signer")]
+        assert reasons[0]["evidence"]["gate_reason"] == "cameo_not_permitted"
+
+        # The owner grants dave: the same output is released.
+        assert run_cli(["cameo", "permissions", "signer", "--visibility", "approved", "--approve", "dave",
+                        "--as", "carol"], env).returncode == 0
+        released = pipeline.run(hm, pipeline.submit(hm, dave, request).id)
+        assert released.status == Status.completed, released.error
+
+        # A different person on the output passes.
+        monkeypatch.setenv("HALLMARK_TEST_FOOTAGE", str(media_dir / "asl-book.mkv"))
+        other = pipeline.run(hm, pipeline.submit(hm, dave, request).id)
+        assert other.status == Status.completed, other.error
+
+        # The owner sees both uses of the face, then withdraws the released clip.
+        appearances = service.appearances(hm, carol, hm_cameo_id(hm, "signer"))
+        assert [(a.generation_id, a.status, a.requester, a.how) for a in appearances] == [
+            (released.id, "completed", "dave", ["output"]), (withheld.id, "withheld", "dave", ["output"])]
+        assert appearances[1].reasons == ["likeness_without_consent"]
+        listed = run_cli(["cameo", "appearances", "signer", "--as", "carol", "--json"], env)
+        assert listed.returncode == 0 and withheld.id in listed.stdout
+        kept = tmp_path / "downloaded.mp4"
+        shutil.copyfile(released.output_path, kept)
+        result = run_cli(["cameo", "withdraw", "signer", released.id, "--as", "carol"], env)
+        assert result.returncode == 0, result.stderr
+        assert not Path(released.output_path).exists()
+        verified = run_cli(["verify", str(kept), "--json"], env)
+        assert '"status": "withdrawn"' in verified.stdout and '"withdrawn": true' in verified.stdout
+    finally:
+        hm.close()
+
+
+def hm_cameo_id(hm: Hallmark, handle: str) -> str:
+    with hm.db.session() as session:
+        return session.exec(select(Cameo.id).where(Cameo.handle == handle)).one()
+
+
+# --- revocation, permissions, deletion -------------------------------------------------------------------------
+def enroll_astronaut(hm: Hallmark, tmp_path: Path, owner: str, handle: str = "astro",
+                     **kwargs: Any) -> str:
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    with hm.db.session() as session:
+        admin = next(a for a in Accounts(session).list() if a.role == Role.admin)
+    return service.enroll_by_operator(hm, admin, handle=handle, owner_name=owner, video=None, images=[photo],
+                                      evidence="model release on file", **kwargs).id
+
+
+def test_revoking_a_cameo_stops_a_queued_generation(client: TestClient, initialized: Initialized,
+                                                    tmp_path: Path) -> None:
+    hm: Hallmark = client.app.state.hallmark
+    alice = new_account(client, initialized.admin_key, "alice")
+    new_account(client, initialized.admin_key, "bob")
+    cameo_id = enroll_astronaut(hm, tmp_path, "alice", visibility=Visibility.everyone)
+    with hm.db.session() as session:
+        bob = Accounts(session).require_by_name("bob")
+    queued = pipeline.submit(hm, bob, GenerationCreate(prompt="@astro waving on the moon", frames=12, fps=12.0,
+                                                       width=256, height=256, seed=3))
+    assert queued.status == Status.queued
+
+    assert client.post(f"/v1/cameos/{cameo_id}/revoke", headers=bearer(alice)).json()["revoked_at"]
+    finished = pipeline.run(hm, queued.id)  # the worker picks it up after the revocation
+    assert finished.status == Status.withheld and finished.output_path is None
+    assert [(r["code"], r["subject"]) for r in finished.decision["release"]["reasons"]] == [
+        ("cameo_revoked", "@astro")]
+    assert not list(hm.paths.outputs.glob(f"{queued.id}*"))
+
+    denied = pipeline.submit(hm, bob, GenerationCreate(prompt="@astro again", frames=12, fps=12.0, width=256,
+                                                       height=256))
+    assert denied.status == Status.denied
+    listed = client.get(f"/v1/cameos/{cameo_id}/appearances", headers=bearer(alice)).json()
+    assert [(a["generation_id"], a["status"], a["requester"], a["outcomes"]) for a in listed] == [
+        (denied.id, "denied", "bob", ["denied"]), (queued.id, "withheld", "bob", ["allowed", "withheld"])]
+    assert "cameo.revoked" in audit_kinds(hm, cameo_id)
+
+
+def test_permissions_expiry_protected_persons_and_deletion_erases_templates(
+        client: TestClient, initialized: Initialized, tmp_path: Path) -> None:
+    hm: Hallmark = client.app.state.hallmark
+    alice = new_account(client, initialized.admin_key, "alice")
+    new_account(client, initialized.admin_key, "bob")
+    new_account(client, initialized.admin_key, "carol")
+    with hm.db.session() as session:
+        admin = next(a for a in Accounts(session).list() if a.role == Role.admin)
+        bob, carol = Accounts(session).require_by_name("bob"), Accounts(session).require_by_name("carol")
+
+    # A protected person's face cannot be enrolled as someone's cameo, unless the operator enrolls that person.
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    protected = service.protect(hm, admin, "Eileen Collins", [photo], note="public figure")
+    assert protected.templates == 1
+    with pytest.raises(service.RegistrationRejected) as rejected:
+        enroll_astronaut(hm, tmp_path, "alice")
+    assert [f.code for f in rejected.value.failures] == ["matches_protected_person"]
+    assert "Eileen Collins" in rejected.value.failures[0].message  # the operator is told who
+    cameo_id = enroll_astronaut(hm, tmp_path, "alice", protected_name="Eileen Collins")
+
+    response = client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={
+        "visibility": "approved", "approved_accounts": ["bob"],
+        "content_restrictions": {"categories": ["Politics"], "terms": ["campaign ad"]}})
+    assert response.status_code == 200, response.text
+    view = response.json()
+    assert view["approved_accounts"] == ["bob"] and view["content_restrictions"] == {
+        "categories": ["politics"], "terms": ["campaign ad"]}
+
+    def allowed(account) -> bool:  # type: ignore[no-untyped-def]
+        with hm.db.session() as session:
+            return hm.gate(session).check(pipeline.gate_request(account.id, "@astro smiling", [])).allowed
+
+    assert allowed(bob) and not allowed(carol)
+    past = (utcnow() - timedelta(minutes=1)).isoformat()
+    assert client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={"expires_at": past}).json()["usable"] \
+        is False
+    assert not allowed(bob)  # expired
+    assert client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={"expires_at": None}).json()["usable"]
+    assert client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={"expires_at": "2030-01-01T00:00:00"}) \
+        .status_code == 422  # no time zone
+
+    # Another process (its own index) sees the cameo; after deletion it does not.
+    other_process = Hallmark(settings_for(initialized))
+    try:
+        astronaut = skimage.data.astronaut()
+        assert {m.label for m in other_process.likeness.match_faces(astronaut)} == {"@astro", "Eileen Collins"}
+        with hm.db.session() as session:
+            sealed = session.exec(select(FaceTemplate.sealed).where(FaceTemplate.subject_id == cameo_id)).one()
+        assert client.delete(f"/v1/cameos/{cameo_id}", headers=bearer(alice)).status_code == 204
+        assert [m.label for m in other_process.likeness.match_faces(astronaut)] == ["Eileen Collins"]
+    finally:
+        other_process.close()
+    with hm.db.session() as session:
+        assert FaceTemplates(session).count(SubjectKind.cameo, cameo_id) == 0
+    if hm.db.is_sqlite:  # secure_delete + WAL checkpoint: the ciphertext is gone from the files, not just the table
+        database = Path(hm.settings.resolved_database_url.removeprefix("sqlite:///"))
+        for file in (database, database.with_name(database.name + "-wal")):
+            assert not file.exists() or sealed not in file.read_bytes()
+    view = client.get(f"/v1/cameos/{cameo_id}", headers=bearer(alice)).json()
+    assert view["status"] == CameoStatus.deleted and view["templates"] == 0 and view["approved_accounts"] == []
+    assert not allowed(bob)
+    assert client.post("/v1/cameos", json={"handle": "astro"}, headers=bearer(alice)).status_code == 409
+    kinds = audit_kinds(hm, cameo_id)
+    assert kinds.count("cameo.permissions_changed") == 3 and kinds[-1] == "cameo.deleted"

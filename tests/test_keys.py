@@ -1,0 +1,170 @@
+"""`hallmark keys` and the trust store with real key files, real c2pa-rs signing and reading: list, rotate (old
+clips stay Trusted), a new root, importing an operator's chain, trust anchors, and a KMS/HSM callback signer whose
+key never touches disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from api.context import Hallmark
+from api.keystore import KeyStore
+from tests.conftest import Initialized, make_settings, run_cli
+from guard.errors import KeyMaterialError
+from guard.media import Frame, VideoWriter
+from guard.provenance import ManifestFacts, build_manifest, read_c2pa, sign_video
+from guard.provenance.keys import IssuedCertificate, issue_signing_certificate, make_root_ca
+from guard.provenance.signing import pem_signer
+
+
+@pytest.fixture(scope="module")
+def plain_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "plain.mp4"
+    with VideoWriter(path, 96, 64, 8, preset="ultrafast") as writer:
+        for shade in range(0, 240, 30):
+            writer.write(Frame.from_rgb(np.full((64, 96, 3), shade, dtype=np.uint8)))
+    return path
+
+
+def sign_with(hm: Hallmark, source: Path, target: Path) -> Path:
+    facts = ManifestFacts(generation_id=target.stem, operator="Hallmark", claim_generator_version="t",
+                          model_backend="t", model_name="t", model_version="t", model_sha256=None,
+                          watermark_alg="org.hallmark.t.1", watermark_payload_hex="11" * 8, duration_ms=1000,
+                          policy_version="p")
+    sign_video(source, target, build_manifest(facts), hm.signer())  # the signer the pipeline uses
+    return target
+
+
+def state(hm: Hallmark, clip: Path) -> str:
+    return read_c2pa(clip, hm.trust).state
+
+
+def fresh(init: Initialized, **overrides) -> Hallmark:  # type: ignore[no-untyped-def]
+    return Hallmark(make_settings(init.settings.data_dir, init.settings.resolved_database_url, **overrides))
+
+
+def test_list_shows_chain_anchors_and_never_a_private_key(sqlite_initialized: Initialized) -> None:
+    result = run_cli(["keys", "list", "--json"], sqlite_initialized.env)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["signer"]["kind"] == "key file" and status["signer"]["key_mode"] == "0o600"
+    leaf, root = status["signer"]["chain"]
+    assert not leaf["ca"] and root["ca"] and leaf["issuer"] == root["subject"]
+    assert [a["source"] for a in status["trust_anchors"]] == ["local root"]
+    assert status["tsa_url"] is None
+    human = run_cli(["keys", "list"], sqlite_initialized.env)
+    assert human.returncode == 0 and "Trust anchors" in human.stdout
+    for output in (result.stdout, human.stdout, result.stderr, human.stderr):
+        assert "PRIVATE KEY" not in output
+
+
+def test_rotation_keeps_earlier_clips_trusted(sqlite_initialized: Initialized, plain_clip: Path,
+                                              tmp_path: Path) -> None:
+    hm = fresh(sqlite_initialized)
+    paths = hm.paths
+    before = sign_with(hm, plain_clip, tmp_path / "before.mp4")
+    old_chain = paths.signer_chain.read_bytes()
+
+    change = KeyStore(hm).rotate()
+    assert paths.signer_chain.read_bytes() != old_chain
+    assert (Path(change.retired_to) / "signer.key").stat().st_mode & 0o777 == 0o600
+    assert paths.signer_key.stat().st_mode & 0o777 == 0o600
+    after = sign_with(hm, plain_clip, tmp_path / "after.mp4")
+    assert (state(hm, before), state(hm, after)) == ("Trusted", "Trusted")
+
+    old_root = paths.ca_cert.read_bytes()
+    change = KeyStore(hm).rotate(new_ca=True)
+    assert paths.ca_cert.read_bytes() != old_root and change.trusted_added
+    newest = sign_with(hm, plain_clip, tmp_path / "newest.mp4")
+    # The same (running) context sees the new trust store, and so does a new process.
+    assert [state(hm, clip) for clip in (before, after, newest)] == ["Trusted"] * 3
+    assert [state(fresh(sqlite_initialized), clip) for clip in (before, after, newest)] == ["Trusted"] * 3
+    assert len(list(paths.retired.iterdir())) == 2
+
+
+def test_importing_an_operator_chain(sqlite_initialized: Initialized, plain_clip: Path, tmp_path: Path) -> None:
+    hm = fresh(sqlite_initialized)
+    operator_root = make_root_ca("Acme Studios")
+    operator = issue_signing_certificate(operator_root, "Acme Studios")
+    chain, key, root = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "root.pem"
+    chain.write_bytes(operator.certificate_pem)
+    key.write_bytes(operator.private_key_pem)
+    root.write_bytes(operator_root.certificate_pem)
+    before = paths_snapshot(hm)
+
+    # Without its root in the trust store the chain would make Valid-but-untrusted clips: refused, nothing changed.
+    refused = run_cli(["keys", "import", "--chain", str(chain), "--key", str(key)], sqlite_initialized.env)
+    assert refused.returncode == 2 and "not Trusted" in refused.stderr and "--trust-root" in refused.stderr
+    assert paths_snapshot(hm) == before
+    wrong_key = issue_signing_certificate(operator_root, "Acme Studios").private_key_pem
+    with pytest.raises(KeyMaterialError, match="does not belong"):
+        KeyStore(hm).import_chain(operator.certificate_pem, wrong_key, trust_root=operator_root.certificate_pem)
+    with pytest.raises(KeyMaterialError, match="not a CA"):
+        KeyStore(hm).import_chain(operator.certificate_pem, operator.private_key_pem,
+                                  trust_root=operator.certificate_pem)
+
+    done = run_cli(["keys", "import", "--chain", str(chain), "--key", str(key), "--trust-root", str(root), "--json"],
+                   sqlite_initialized.env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["signer"][0]["subject"] == "O=Acme Studios,CN=Acme Studios Content Credentials"
+    hm = fresh(sqlite_initialized)
+    clip = sign_with(hm, plain_clip, tmp_path / "acme.mp4")
+    report = read_c2pa(clip, hm.trust)
+    assert report.state == "Trusted" and report.issuer == "Acme Studios"
+    assert hm.paths.signer_key.stat().st_mode & 0o777 == 0o600
+
+
+def paths_snapshot(hm: Hallmark) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(hm.paths.keys.rglob("*")) if p.is_file()}
+
+
+def test_trust_anchors_decide_trusted_or_valid(sqlite_initialized: Initialized, plain_clip: Path,
+                                               tmp_path: Path) -> None:
+    hm = fresh(sqlite_initialized)
+    other_root = make_root_ca("Newsroom")
+    other = issue_signing_certificate(other_root, "Newsroom")
+    theirs = tmp_path / "theirs.mp4"
+    sign_video(plain_clip, theirs, build_manifest(ManifestFacts(
+        generation_id="n", operator="Newsroom", claim_generator_version="1", model_backend="-", model_name="-",
+        model_version="-", model_sha256=None, watermark_alg="x.y.1", watermark_payload_hex="00" * 8, duration_ms=1,
+        policy_version="-")), pem_signer(other.certificate_pem, other.private_key_pem))
+    assert state(hm, theirs) == "Valid"
+    anchor = tmp_path / "newsroom-root.pem"
+    anchor.write_bytes(other_root.certificate_pem)
+    assert run_cli(["keys", "trust", "add", str(anchor)], sqlite_initialized.env).returncode == 0
+    assert state(hm, theirs) == "Trusted"
+    assert KeyStore(hm).trust_add(other_root.certificate_pem).notes == ["already trusted"]
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(other.certificate_pem[: other.certificate_pem.index(b"-----END CERTIFICATE-----") + 26])
+    refused = run_cli(["keys", "trust", "add", str(leaf)], sqlite_initialized.env)
+    assert refused.returncode == 2 and "must be a CA certificate" in refused.stderr
+    fingerprint = next(a["sha256"] for a in KeyStore(hm).anchors() if "Newsroom" in a["subject"])
+    KeyStore(hm).trust_remove(fingerprint[:12])
+    assert state(hm, theirs) == "Valid"
+    with pytest.raises(KeyMaterialError, match="No anchor"):
+        KeyStore(hm).trust_remove(fingerprint[:12])
+
+
+def test_kms_callback_signer_keeps_the_key_off_disk(sqlite_initialized: Initialized, plain_clip: Path,
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.fake_kms as fake_kms
+
+    monkeypatch.setenv("HALLMARK_TEST_KMS_SECRET", "kms-test-secret")
+    hm = fresh(sqlite_initialized, signer_callback="tests.fake_kms:sign")
+    paths = hm.paths
+    ca = IssuedCertificate(paths.ca_cert.read_bytes(), paths.ca_key.read_bytes())
+    chain = issue_signing_certificate(ca, "Hallmark", public_key=fake_kms.public_key())
+    assert chain.private_key_pem == b""
+    change = KeyStore(hm).import_chain(chain.certificate_pem, None)
+    assert not paths.signer_key.exists() and any("callback" in note for note in change.notes)
+    clip = sign_with(hm, plain_clip, tmp_path / "kms.mp4")
+    assert state(hm, clip) == "Trusted"
+    assert KeyStore(hm).status()["signer"]["kind"] == "callback (KMS/HSM)"
+    with pytest.raises(KeyMaterialError, match="KMS/HSM"):
+        KeyStore(hm).rotate()
+    # Without a callback there is no key any more: signing fails closed with a clear message.
+    with pytest.raises(KeyMaterialError, match="signing key is missing"):
+        fresh(sqlite_initialized).signer()

@@ -1,0 +1,51 @@
+"""The registry on real SQLite and real PostgreSQL: schema, accounts and keys, the job queue's claim."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from registry import Accounts, ApiKey, Database, Generation, Generations, Role, Status
+
+
+def test_migrate_is_idempotent_and_schema_is_checked(database_url: str) -> None:
+    database = Database(database_url)
+    database.migrate()
+    database.migrate()
+    database.require_schema()
+    database.dispose()
+
+
+def test_api_keys_are_hashed_and_revocable(database_url: str) -> None:
+    database = Database(database_url)
+    database.migrate()
+    with database.session() as session:
+        accounts = Accounts(session)
+        alice = accounts.create("alice", Role.creator)
+        key = accounts.issue_key(alice)
+    with database.session() as session:
+        accounts = Accounts(session)
+        assert accounts.authenticate(key).name == "alice"
+        assert accounts.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+        assert accounts.authenticate("not-a-key") is None
+        stored = session.exec(select(ApiKey)).all()
+        assert all(key.split("_", 2)[2] not in row.secret_sha256 for row in stored)
+        accounts.revoke_key(key.split("_")[1])
+    with database.session() as session:
+        assert Accounts(session).authenticate(key) is None
+    database.dispose()
+
+
+def test_a_job_is_claimed_by_exactly_one_worker(database_url: str) -> None:
+    database = Database(database_url)
+    database.migrate()
+    with database.session() as session:
+        owner = Accounts(session).create("owner")
+        generation = Generations(session).add(Generation(requester_id=owner.id, prompt="p", status=Status.queued))
+    with database.session() as first, database.session() as second:
+        won = [Generations(first).claim(generation.id, "w1")]
+        first.commit()
+        won.append(Generations(second).claim(generation.id, "w2"))
+    assert won == [True, False]
+    with database.session() as session:
+        assert Generations(session).get(generation.id).worker == "w1"
+    database.dispose()
