@@ -139,7 +139,8 @@ def run(hm: Hallmark, generation_id: str, *, worker: str = "local",
             record.backend, record.model_name = generator.info.backend, generator.info.name
             generations.set_status(record, Status.marking, progress=80.0)
         payload = bytes.fromhex(generation.watermark_payload or "")
-        _stamp(hm, generation, video, payload, marked, lambda done: progress(80.0 + 15.0 * done / len(video.frames)))
+        _stamp_until_readable(hm, generation, video, payload, marked,
+                              lambda done: progress(80.0 + 15.0 * done / len(video.frames)))
         created = as_utc(generation.created_at)
         facts = ManifestFacts(
             generation_id=generation.id,
@@ -161,7 +162,7 @@ def run(hm: Hallmark, generation_id: str, *, worker: str = "local",
         hm.paths.outputs.mkdir(parents=True, exist_ok=True)
         manifest_bytes = sign_video(marked, signed, build_manifest(facts), hm.signer(),
                                     ingredients=ingredients_for(facts))
-        manifest_label = _check_release(hm, signed, payload)
+        manifest_label = _check_release(hm, signed)
         return _release(hm, generation_id, worker, signed, final, manifest_bytes, manifest_label, findings)
     except Exception as exc:  # any failure: nothing is released, the record says why
         log.warning("generation %s failed: %s", generation_id, exc)
@@ -177,8 +178,25 @@ def _load(hm: Hallmark, generation_id: str) -> Generation:
         return Generations(session).get(generation_id)
 
 
+def _stamp_until_readable(hm: Hallmark, generation: Generation, video: GeneratedVideo, payload: bytes,
+                          target: Path, on_frame: Callable[[int], None]) -> None:
+    """Stamp at the method's default strength and read the encoded clip back as a verifier would; content too flat
+    to carry the mark at that strength (a smooth gradient, a blank sky) is stamped again, stronger. If no strength
+    reads back, nothing is released: an unmarked clip must never leave the gateway."""
+    for strength in hm.watermark.strengths:
+        _stamp(hm, generation, video, payload, target, on_frame, strength)
+        detection = detect_file(target, hm.watermark)
+        if detection.detected and detection.payload == payload:
+            if strength != hm.watermark.strengths[0]:
+                log.info("generation %s: watermark read back at strength %s", generation.id, strength)
+            return
+    raise MarkingError("The invisible watermark did not read back from the encoded clip at any strength "
+                       f"({', '.join(map(str, hm.watermark.strengths))}); not released.",
+                       hint="Try a higher output quality (HALLMARK_OUTPUT_CRF) or another watermark method.")
+
+
 def _stamp(hm: Hallmark, generation: Generation, video: GeneratedVideo, payload: bytes, target: Path,
-           on_frame: Callable[[int], None]) -> None:
+           on_frame: Callable[[int], None], strength: float) -> None:
     s = hm.settings
     height, width = video.frames.shape[1:3]
     opacity, scale = s.visible_opacity, s.visible_scale
@@ -191,7 +209,7 @@ def _stamp(hm: Hallmark, generation: Generation, video: GeneratedVideo, payload:
     style = VisibleMarkStyle(text=s.visible_text, opacity=opacity, scale=scale)
     visible = VisibleMark(label_text(style, s.operator_name, generation.id[:8]), width, height, video.fps,
                           opacity=style.opacity, scale=style.scale, phase_seed=int(generation.id[:8], 16))
-    embedder = hm.watermark.embedder(payload, width, height, video.fps)
+    embedder = hm.watermark.embedder(payload, width, height, video.fps, strength=strength)
     audio = (video.audio, video.sample_rate) if video.audio is not None and video.sample_rate else None
     with VideoWriter(target, width, height, video.fps, crf=s.output_crf, preset=s.output_preset,
                      audio=audio) as writer:
@@ -222,17 +240,15 @@ def _release_decision(hm: Hallmark, session, generation: Generation,  # type: ig
     return requested, decision
 
 
-def _check_release(hm: Hallmark, signed: Path, payload: bytes) -> str:
-    """Read the signed clip back as a verifier would: it must carry a Trusted manifest and our watermark."""
+def _check_release(hm: Hallmark, signed: Path) -> str:
+    """Read the signed clip back as a verifier would: it must carry a Trusted manifest. Trusted includes the hard
+    binding (a hash over every byte outside the manifest), so the frames are exactly those whose watermark
+    `_stamp_until_readable` read back before signing."""
     report = read_c2pa(signed, hm.trust)
     if report.state != "Trusted" or report.manifest_label is None:
         raise SigningError(f"The signed clip does not verify as Trusted (state {report.state}, "
                            f"codes {report.failure_codes}); not released.",
                            hint="Check the signing certificate with `hallmark keys list`.")
-    detection = detect_file(signed, hm.watermark)
-    if not detection.detected or detection.payload != payload:
-        raise MarkingError("The invisible watermark did not read back from the encoded clip; not released.",
-                           hint="Try a higher output quality (HALLMARK_OUTPUT_CRF) or another watermark method.")
     return report.manifest_label
 
 

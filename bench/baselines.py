@@ -24,6 +24,7 @@ class ImwatermarkBaseline:
         self.name = algorithm
         self.bits = 32 if algorithm == "rivaGan" else 64
         self.soft_binding_alg = f"bench.imwatermark.{algorithm}"
+        self.strengths = (1.0,)
         self._pad = np.unpackbits(np.frombuffer(subkey(key, f"bench-{algorithm}")[: self.bits // 8], np.uint8))
         if algorithm == "rivaGan":
             from imwatermark import WatermarkDecoder, WatermarkEncoder

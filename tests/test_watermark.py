@@ -73,6 +73,36 @@ def test_too_short_clip_is_read_but_never_gives_a_wrong_payload(clips: dict[str,
     assert not short.detected and "shorter than 0.5 s" in (short.note or "")
 
 
+def _sliding_gradient(width: int, height: int, frames: int) -> list[np.ndarray]:
+    """The flattest content there is: a horizontal luma ramp sliding sideways (no texture at all)."""
+    ramp = np.linspace(0, 255, width, dtype=np.float32)
+    return [np.repeat(np.roll(ramp, 8 * i)[None, :, None], height, 0).repeat(3, 2).astype(np.uint8)
+            for i in range(frames)]
+
+
+def test_flat_content_reads_back_at_the_stronger_strength_within_the_psnr_budget(tmp_path: Path) -> None:
+    """What the gateway does for clips too flat for strength 1: stamp at 2. Several keys, CRF 18 as released."""
+    frames = _sliding_gradient(256, 256, 24)
+    source = write_clip(iter(frames), tmp_path / "gradient.mp4", fps=12)
+    for seed in range(3):
+        key = bytes([seed]) * 32
+        marked = tmp_path / f"marked-{seed}.mp4"
+        stamp_file(source, marked, method=watermark_method("hallmark", key), payload=PAYLOAD, strength=2.0)
+        detection = detect_file(marked, watermark_method("hallmark", key))
+        assert detection.payload == PAYLOAD and detection.p_value <= 1e-6, detection
+    frame = Frame.from_rgb(frames[0])
+    before = frame.y.astype(np.float64)
+    watermark_method("hallmark", KEY).embedder(PAYLOAD, 256, 256, 12.0, strength=2.0).apply(frame, 0)
+    assert 10 * math.log10(255**2 / np.mean((frame.y - before) ** 2)) >= 42.0
+
+
+def test_a_method_with_one_strength_refuses_another() -> None:
+    method = watermark_method("dwtDctSvd", KEY)
+    assert method.strengths == (1.0,)
+    with pytest.raises(InvalidInput, match="strength 1 only"):
+        method.embedder(PAYLOAD, 640, 360, 24.0, strength=2.0)
+
+
 def test_frame_too_small_to_mark_is_refused() -> None:
     with pytest.raises(InvalidInput, match="short side"):
         watermark_method("hallmark", KEY).embedder(PAYLOAD, 160, 96, 24.0)

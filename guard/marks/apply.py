@@ -34,13 +34,15 @@ def stamp_frames(frames: Iterable[Frame], writer: VideoWriter, *, visible: Visib
 
 def stamp_file(source: Path, target: Path, *, method: WatermarkMethod | None, payload: bytes | None,
                visible_label: str | None = None, visible_opacity: float = 0.45, visible_scale: float = 1.0,
-               crf: int = 18, preset: str = "medium", progress: FrameProgress | None = None) -> int:
+               crf: int = 18, preset: str = "medium", progress: FrameProgress | None = None,
+               strength: float = 1.0) -> int:
     """Mark an existing video file into an MP4 at `target`, keeping its audio. Written to a temp name and renamed
     only when complete: `target` is either the whole marked clip or absent."""
     info = probe(source)
     width, height = info.width & ~1, info.height & ~1
     fps = info.fps if info.fps > 0 else 25.0
-    embedder = method.embedder(payload, width, height, fps) if method is not None and payload is not None else None
+    embedder = (method.embedder(payload, width, height, fps, strength=strength)
+                if method is not None and payload is not None else None)
     visible = (VisibleMark(visible_label, width, height, fps, opacity=visible_opacity, scale=visible_scale)
                if visible_label else None)
     partial = temp_path_beside(target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from guard.errors import InvalidInput
 from guard.marks.invisible import PAYLOAD_BYTES, Detection, check_payload, subkey
 from guard.media import Frame
 
@@ -28,11 +29,15 @@ def _store_bgr(frame: Frame, bgr: np.ndarray) -> None:
 class DwtDctSvd:
     name = "dwtDctSvd"
     soft_binding_alg = "org.hallmark.dwtdctsvd.1"
+    strengths = (1.0,)  # the decoder assumes the embedding's quantisation step, so there is one strength
 
     def __init__(self, key: bytes) -> None:
         self._pad = np.unpackbits(np.frombuffer(subkey(key, "dwtDctSvd-pad")[:PAYLOAD_BYTES], dtype=np.uint8))
 
-    def embedder(self, payload: bytes, width: int, height: int, fps: float) -> "_Embedder":
+    def embedder(self, payload: bytes, width: int, height: int, fps: float, *,
+                 strength: float = 1.0) -> "_Embedder":
+        if strength not in self.strengths:
+            raise InvalidInput(f"dwtDctSvd embeds at strength 1 only (asked for {strength}).")
         bits = np.unpackbits(np.frombuffer(check_payload(payload), dtype=np.uint8)) ^ self._pad
         return _Embedder(bits)
 

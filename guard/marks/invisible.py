@@ -57,8 +57,10 @@ class FrameDetector(Protocol):
 class WatermarkMethod(Protocol):
     name: str
     soft_binding_alg: str  # the C2PA soft-binding `alg` identifier written into manifests
+    strengths: tuple[float, ...]  # embedding strengths the gateway may use, default first
 
-    def embedder(self, payload: bytes, width: int, height: int, fps: float) -> FrameEmbedder: ...
+    def embedder(self, payload: bytes, width: int, height: int, fps: float, *,
+                 strength: float = 1.0) -> FrameEmbedder: ...
 
     def detector(self, width: int, height: int, fps: float) -> FrameDetector: ...
 
