@@ -310,10 +310,14 @@ class _Integrator(threading.Thread):
         self.tree = AuditTree(engine)
         self.key = key
         self.wake = threading.Event()
+        self.stopping = threading.Event()
 
     def run(self) -> None:
         while True:
-            if not self.wake.wait(IDLE_EXIT_SECONDS):
+            woken = self.wake.wait(IDLE_EXIT_SECONDS)
+            if self.stopping.is_set():
+                return
+            if not woken:
                 with _integrators_lock:
                     if not self.wake.is_set():  # idle: leave (a later request starts a new thread)
                         _integrators.pop(self.key, None)
@@ -325,7 +329,7 @@ class _Integrator(threading.Thread):
                     self.wake.set()  # another process holds the lock: try again after the pause
             except Exception as exc:  # the events stay pending (durable); the next append or reader integrates them
                 log.warning("audit integration failed (%s); the events stay queued for the next one", exc)
-            time.sleep(GATHER_SECONDS)
+            self.stopping.wait(GATHER_SECONDS)
 
 
 @atexit.register
@@ -351,3 +355,20 @@ def request_integration(engine: Engine) -> None:
             _integrators[key] = integrator
             integrator.start()
         integrator.wake.set()
+
+
+def stop_integration(engine: Engine) -> None:
+    """Stop this process's integrator for `engine` and sequence what is still queued, before the engine is
+    disposed: a thread must not outlive its database handle (it would hold locks on a database being dropped or
+    migrated). Best effort for the last pass: queued events are durable either way."""
+    with _integrators_lock:
+        integrator = _integrators.pop((os.getpid(), id(engine)), None)
+    if integrator is None:
+        return
+    integrator.stopping.set()
+    integrator.wake.set()
+    integrator.join(timeout=30)
+    try:
+        integrator.tree.integrate()
+    except Exception as exc:
+        log.warning("audit integration at shutdown failed (%s); the events stay queued for the next one", exc)
