@@ -4,12 +4,14 @@ per process from the settings. The HTTP app, the CLI and the workers all hold on
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 from dataclasses import replace
 from pathlib import Path
 from functools import cached_property
 import c2pa
 from sqlmodel import Session
 
+from api.ratelimit import RateLimiter, make_limiter
 from api.settings import Settings
 from generator import VideoGenerator, load_generator
 from guard.errors import KeyMaterialError
@@ -21,6 +23,9 @@ from guard.provenance import callback_signer, file_signer, load_sign_callback, t
 from guard.provenance.keys import read_secret
 from policies import POLICY_DIR
 from registry import Database
+
+if TYPE_CHECKING:
+    from api.verification import VerifyCounter  # imported lazily: it pulls in the verify pipeline
 
 
 class Hallmark:
@@ -132,6 +137,11 @@ class Hallmark:
                     guidance=s.generator_guidance,
                 )
             return self._generator
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        url = self.settings.redis_url
+        return make_limiter(url.get_secret_value() if url else None)
 
     @cached_property
     def verify_counter(self) -> "VerifyCounter":

@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(300.0, ge=0.0, description="How often `serve` signs a checkpoint if "
                                             "the log grew (0: only on demand).")
 
+    # --- rate limits (fixed one-minute windows; 0 turns a limit off)
+    redis_url: SecretStr | None = Field(None, description="Redis URL (redis://host:6379/0) for rate-limit "
+                                        "counters shared by every API process; default: each process counts.")
+    rate_limit_public_per_minute: int = Field(60, ge=0, description="Verify and soft-binding resolution "
+                                              "requests per client address per minute.")
+    rate_limit_generations_per_minute: int = Field(30, ge=0, description="Generation requests per account per "
+                                                   "minute.")
+
     # --- serving
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -229,7 +229,7 @@ def register_work(hm: Hallmark, actor: Account, body: WorkCreate,
             holder = _account(session, body.holder, "holder")
             if not may_register(holder):
                 raise InvalidInput(f"The account {holder.name!r} is a {holder.role}, not a rights holder.",
-                                   hint=f"Create a rights holder: `hallmark accounts create NAME --role rights_holder`.")
+                                   hint="Create a rights holder: `hallmark accounts create NAME --role rights_holder`.")
         else:
             holder = actor
         licensees = [_account(session, name, "licensee") for name in body.licensees]

@@ -9,7 +9,6 @@ repeatable.
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field

@@ -97,6 +97,19 @@ class Initialized:
         return env
 
 
+def generation_count(initialized: Initialized) -> int:
+    """Generation records in the database, counted directly (not through the API under test)."""
+    from sqlmodel import func, select
+
+    from registry import Database, Generation
+
+    database = Database(initialized.settings.resolved_database_url)
+    with database.session() as session:
+        count = session.exec(select(func.count()).select_from(Generation)).one()
+    database.dispose()
+    return int(count)
+
+
 def make_settings(data_dir: Path, database_url: str, **overrides):  # type: ignore[no-untyped-def]
     from api.settings import Settings
 

@@ -10,8 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from registry import Accounts, Cameos, CameoStatus, Database, Generation, NewWork, Visibility, Works
-from sqlmodel import select
+from registry import Accounts, Cameos, CameoStatus, Database, NewWork, Visibility, Works
+
+from tests.conftest import generation_count
 
 PROBLEM = "application/problem+json"
 
@@ -35,14 +36,6 @@ def _wait(client: TestClient, key: str, generation_id: str, timeout: float = 240
             return body
         time.sleep(0.2)
     raise AssertionError(f"generation {generation_id} did not finish: {body}")
-
-
-def _generation_count(initialized) -> int:  # type: ignore[no-untyped-def]
-    database = Database(initialized.settings.resolved_database_url)
-    with database.session() as session:
-        count = len(session.exec(select(Generation)).all())
-    database.dispose()
-    return count
 
 
 def test_allowed_generation_is_marked_signed_recorded_and_verifiable(initialized, tmp_path: Path) -> None:
@@ -141,13 +134,13 @@ def test_denied_request_is_recorded_with_reasons_and_generates_nothing(initializ
 )
 def test_bad_generation_requests_get_a_problem_and_leave_no_record(sqlite_initialized, body: dict,
                                                                   fragment: str) -> None:
-    before = _generation_count(sqlite_initialized)
+    before = generation_count(sqlite_initialized)
     with _client(sqlite_initialized, workers=0) as client:
         response = client.post("/v1/generations", headers=_auth(sqlite_initialized.admin_key), json=body)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith(PROBLEM)
     assert fragment in response.json()["detail"]
-    assert _generation_count(sqlite_initialized) == before
+    assert generation_count(sqlite_initialized) == before
 
 
 def test_unknown_cameo_handle_is_denied_with_its_reason(sqlite_initialized) -> None:

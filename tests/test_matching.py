@@ -6,14 +6,13 @@ from __future__ import annotations
 import io
 import os
 import random
-import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from guard.gate.matching import ImageHashes, Query, Term, TermMatcher, embedder, match_terms, normalize
+from guard.gate.matching import ImageHashes, Query, Term, TermMatcher, embedder, match_terms
 from guard.gate.matching.images import ImageIndex, query_hashes
 from guard.gate.matching.semantic import model_path
 from guard.gate.matching.text_index import AliasIndex

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from api import generation as pipeline
-from api.deps import AccountDep, HallmarkDep
+from api.deps import AccountDep, GeneratingAccountDep, HallmarkDep
 from api.problems import ApiProblem
 from api.schemas import GenerationCreate, GenerationView
 from registry import Account, Generation, Generations, Role, Status
@@ -31,7 +31,7 @@ def _load_for(hm: HallmarkDep, account: Account, generation_id: str) -> Generati
 
 @router.post("", status_code=202, response_model=GenerationView,
              responses={403: {"description": "Denied by the gate; the body lists every reason."}})
-def create_generation(body: GenerationCreate, request: Request, hm: HallmarkDep, account: AccountDep):
+def create_generation(body: GenerationCreate, request: Request, hm: HallmarkDep, account: GeneratingAccountDep):
     """Gate the request; when allowed, queue it (202) and return its id. A denial is recorded and answered 403
     with every reason; nothing is generated."""
     generation = pipeline.submit(hm, account, body)

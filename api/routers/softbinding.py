@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Hallmark
-from api.deps import HallmarkDep
+from api.deps import PUBLIC_RATE_LIMIT, HallmarkDep
 from api.problems import ApiProblem
 from api.uploads import receive_upload, temp_upload_path
 from guard.errors import InvalidInput
@@ -31,7 +31,7 @@ from guard.provenance import c2pa_mime_for_container, payload_from_soft_binding_
 from guard.verify import detect_watermark
 from registry import Generation, Generations, Status
 
-router = APIRouter(tags=["C2PA soft binding resolution"])
+router = APIRouter(tags=["C2PA soft binding resolution"], dependencies=[PUBLIC_RATE_LIMIT])
 
 C2PA_MANIFEST = "application/c2pa"
 RESOLVABLE = (Status.completed, Status.withdrawn)  # released clips; a withdrawn clip's provenance is still a fact

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import HallmarkDep, OptionalAccountDep
+from api.deps import PUBLIC_RATE_LIMIT, HallmarkDep, OptionalAccountDep
 from api.uploads import receive_upload, temp_upload_path
 from api.verification import report_body, verify_file
 
-router = APIRouter(tags=["verify"])
+router = APIRouter(tags=["verify"], dependencies=[PUBLIC_RATE_LIMIT])
 
 
 @router.post(

@@ -7,8 +7,6 @@ Create Date: 2026-11-21 12:40:43.592177
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 
