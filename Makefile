@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hallmark-installed
 
-.PHONY: install demo test bench-watermark clean
+.PHONY: install demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The long benchmarks, kept out of the test run; each writes its own section of BENCHMARKS.md (about 1.5 h in all).
+bench: $(STAMP)
+	$(BIN)/python -m bench.watermark --quick --fp-clips 520
+	$(BIN)/python -m bench.provenance
+	$(BIN)/python -m bench.faces
+	$(BIN)/python -m bench.gate
+	$(BIN)/python -m bench.audit
 
 clean:
 	rm -rf $(VENV) .hallmark out.mp4
