@@ -55,6 +55,8 @@ class RegistryDirectory:
             approved_accounts=frozenset(cameos.approved_accounts(cameo.id)),
             revoked=not Cameos.is_usable(cameo),  # unverified, revoked, deleted or expired: nobody may use it
             verified=cameo.status in VERIFIED,
+            restricted_terms=tuple((cameo.content_restrictions or {}).get("terms", [])),
+            restricted_categories=tuple((cameo.content_restrictions or {}).get("categories", [])),
         )
 
     def works_matcher(self) -> WorksMatcher:

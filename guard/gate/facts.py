@@ -69,6 +69,9 @@ class CameoFacts:
     approved_accounts: frozenset[str]
     revoked: bool
     verified: bool = False  # likeness verified by registration (the cameo issue sets it)
+    restricted_terms: tuple[str, ...] = ()  # the owner's content restrictions: words or phrases ...
+    restricted_categories: tuple[str, ...] = ()  # ... and categories (policies/content_categories.toml)
+    restricted_matches: int = 0  # how many of them the prompt matched (set by the gate)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ class Subject:
         best.update({"via": self.via, "id": self.id})
         if len(ordered) > 1:
             best["other_matches"] = [m.evidence() for m in ordered[1:]]
+        if self.type == "Cameo":  # a cameo's matches are its owner's content restrictions: name which ones
+            best["restrictions"] = sorted(str(m.key) for m in self.matches)
         return best
 
 
@@ -154,11 +159,12 @@ class GateFacts:
 
         def cameo_entity(entity_id: str, cameo: CameoFacts | None) -> dict[str, Any]:
             attrs: dict[str, Any] = {"registered": cameo is not None, "visibility": "", "approved": [],
-                                     "revoked": False, "verified": False}
+                                     "revoked": False, "verified": False, "restricted_matches": 0}
             if cameo is not None:
                 attrs.update({"owner": account(cameo.owner_id), "visibility": cameo.visibility,
                               "approved": [account(a) for a in sorted(cameo.approved_accounts)],
-                              "revoked": cameo.revoked, "verified": cameo.verified})
+                              "revoked": cameo.revoked, "verified": cameo.verified,
+                              "restricted_matches": cameo.restricted_matches})
             return {"uid": _uid("Cameo", entity_id), "attrs": attrs, "parents": []}
 
         for work in self.works.values():

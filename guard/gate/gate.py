@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import numpy as np
 
 from guard.gate.decision import Decision, Reason
 from guard.gate.directory import GateDirectory
-from guard.gate.facts import GateFacts, PersonFacts, RequestFacts, Subject
-from guard.gate.matching import Match, Query, best_by_key, open_image
-from guard.gate.policy import Policy
+from guard.gate.facts import CameoFacts, GateFacts, PersonFacts, RequestFacts, Subject
+from guard.gate.matching import Match, Query, best_by_key, match_terms, open_image
+from guard.gate.policy import Policy, restriction_terms
 
 log = logging.getLogger("hallmark.gate")
 MENTION = re.compile(r"(?<![\w@])@([a-z0-9_][a-z0-9_.]{1,31})", re.IGNORECASE)
@@ -74,8 +74,9 @@ class Gate:
             has_reference_image=image is not None, prompt_chars=len(request.prompt)))
 
         for handle in mentioned_handles(request):
-            facts.cameos[handle] = self.directory.cameo(handle)
-            facts.subjects.append(Subject("Cameo", f"@{handle}", f"@{handle}", "mention"))
+            cameo, restricted = _with_restrictions(self.directory.cameo(handle), request.prompt, policy)
+            facts.cameos[handle] = cameo
+            facts.subjects.append(Subject("Cameo", f"@{handle}", f"@{handle}", "mention", matches=restricted))
 
         margins = _margins(query, policy) if policy.match_settings.semantic else {}
         work_matches = best_by_key(self.directory.works_matcher().match(query))
@@ -97,6 +98,28 @@ class Gate:
             facts.persons[person_id] = PersonFacts(person_id, person.name, policy.thresholds, cameo)
             facts.subjects.append(_subject("Person", person_id, person.name, kinds, margins, []))
         return facts
+
+
+def _with_restrictions(cameo: CameoFacts | None, prompt: str,
+                       policy: Policy) -> tuple[CameoFacts | None, list[Match]]:
+    """The cameo with how many of its owner's content restrictions the prompt matches (the matches are the
+    evidence of a `cameo_restricted_content` denial). Same matcher as the works' names; no semantic matching, since
+    a restriction is the owner's own short list of words."""
+    if cameo is None or not (cameo.restricted_terms or cameo.restricted_categories):
+        return cameo, []
+    terms = restriction_terms(policy, cameo.restricted_terms, cameo.restricted_categories)
+    found = list(best_by_key(match_terms(request_text(prompt), terms, settings=replace(
+        policy.match_settings, semantic=False))).values())
+    # An exact hit counts whatever its score (the owner's words are often everyday ones, which the works' matcher
+    # scores down); a fuzzy one only above the policy's fuzzy threshold.
+    matches = [max(kinds.values(), key=lambda m: m.score) for kinds in found
+               if "exact" in kinds or max(m.score for m in kinds.values()) >= policy.thresholds.fuzzy]
+    return replace(cameo, restricted_matches=len(matches)), matches
+
+
+def request_text(prompt: str) -> str:
+    """The prompt without @mentions: a handle is not content (a cameo called @wine_lover is not about alcohol)."""
+    return MENTION.sub(" ", prompt)
 
 
 def _subject(entity_type: str, entity_id: str, name: str, kinds: dict[str, Match], margins: dict[str, float],

@@ -83,6 +83,7 @@ class Policy:
     thresholds: Thresholds
     persons: list[ProtectedPerson]
     background: list[str]
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)  # content category -> its words
     _cache: dict[str, Any] = field(default_factory=dict)
 
     # --- loading
@@ -121,7 +122,8 @@ class Policy:
         return cls(directory=directory, version=policy_version(directory), rules=rules, policy_set=policy_set,
                    schema=schema, obligations=obligations, match_settings=match_settings, thresholds=thresholds,
                    persons=_load_persons(directory / "protected_persons.toml"),
-                   background=_load_lines(directory / "background_prompts.txt"))
+                   background=_load_lines(directory / "background_prompts.txt"),
+                   categories=_load_categories(directory / "content_categories.toml"))
 
     # --- deciding
     def decide(self, facts: GateFacts) -> Decision:
@@ -339,6 +341,26 @@ def _load_persons(path: Path) -> list[ProtectedPerson]:
     return persons
 
 
+def _load_categories(path: Path) -> dict[str, tuple[str, ...]]:
+    if not path.is_file():
+        return {}
+    categories: dict[str, tuple[str, ...]] = {}
+    for name, entry in _toml(path).get("category", {}).items():
+        words = entry.get("words") if isinstance(entry, dict) else None
+        if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
+            raise PolicyError(f"{path.name}: category {name!r} needs `words`, a list of non-empty strings.")
+        categories[name.lower()] = tuple(words)
+    return categories
+
+
+def restriction_terms(policy: "Policy", terms: tuple[str, ...], categories: tuple[str, ...]) -> list[Term]:
+    """A cameo owner's content restrictions as matcher terms: each term on its own; each category as its name plus
+    its words (an unknown category still matches its own name)."""
+    out = [Term(key=f"term:{term}", aliases=(term,)) for term in terms]
+    out += [Term(key=f"category:{name}", aliases=(name, *policy.categories.get(name.lower(), ()))) for name in categories]
+    return out
+
+
 def _load_lines(path: Path) -> list[str]:
     if not path.is_file():
         return []
@@ -387,7 +409,8 @@ def case_facts(case: dict[str, Any], policy: Policy) -> GateFacts:
                                         visibility=str(spec.get("visibility", "only_me")),
                                         approved_accounts=frozenset(spec.get("approved", [])),
                                         revoked=bool(spec.get("revoked", False)),
-                                        verified=bool(spec.get("verified", False)))
+                                        verified=bool(spec.get("verified", False)),
+                                        restricted_matches=int(spec.get("restricted_matches", 0)))
         if spec.get("mentioned", True):
             facts.cameos[handle] = cameos.get(handle)
             facts.subjects.append(Subject("Cameo", f"@{handle}", f"@{handle}", "mention"))
