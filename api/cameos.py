@@ -524,10 +524,20 @@ def withdraw(hm: Hallmark, actor: Account, cameo_id: str, generation_id: str) ->
 
 
 # --- appearances written by the generation pipeline (in its transactions) -------------------------------------
-def record_mentions(session: Session, generation: Generation, request: GateRequest, decision: Decision) -> None:
-    """At submit: every registered cameo the request names, allowed or denied, with the reasons about it."""
+def record_mentions(session: Session, generation: Generation, request: GateRequest, decision: Decision,
+                    reference_faces: list[OutputFinding] = ()) -> None:  # type: ignore[assignment]
+    """At submit: every registered cameo the request names or its reference image shows, allowed or denied, with
+    the reasons about it."""
     cameos = Cameos(session)
     appearances_repo = Appearances(session)
+    outcome = "allowed" if decision.allowed else "denied"
+    for finding in reference_faces:
+        if finding.match.kind != SubjectKind.cameo:
+            continue
+        reasons = [r.code for r in decision.reasons if r.subject == finding.match.label]
+        appearances_repo.record(finding.match.subject_id, generation.id, generation.requester_id,
+                                AppearanceKind.reference_image, outcome, reasons or [r.code for r in decision.reasons],
+                                similarity=finding.match.similarity)
     for handle in mentioned_handles(request):
         cameo = cameos.by_handle(handle)
         if cameo is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.context import Hallmark
-from api.works import hash_image
+from api.likeness import REFERENCE_IMAGE, decide_with_faces, reference_findings
 from guard.errors import InvalidInput
 from guard.gate import Decision, GateRequest
 from registry import Account, Accounts, AuditLog, Role
@@ -18,8 +18,7 @@ def dry_run(hm: Hallmark, account: Account, prompt: str, *, cameos: list[str] = 
     if len(prompt) > hm.settings.max_prompt_chars:
         raise InvalidInput(f"The prompt is {len(prompt)} characters long; the limit is "
                            f"{hm.settings.max_prompt_chars}.")
-    if reference_image is not None:
-        hash_image("reference image", reference_image)  # a bad image is the caller's error, not a denial
+    faces = reference_findings(hm, reference_image)  # a bad image is the caller's error (4xx), not a denial
     with hm.db.session() as session:
         requester = account
         if as_account and as_account != account.name:
@@ -27,9 +26,9 @@ def dry_run(hm: Hallmark, account: Account, prompt: str, *, cameos: list[str] = 
                 raise InvalidInput("Only admins may check a request as another account.", code="forbidden",
                                    status=403)
             requester = Accounts(session).require_by_name(as_account)
-        decision = hm.gate(session).check(GateRequest(requester_id=requester.id, prompt=prompt,
-                                                      cameo_handles=list(cameos), commercial=commercial,
-                                                      reference_image=reference_image))
+        request = GateRequest(requester_id=requester.id, prompt=prompt, cameo_handles=list(cameos),
+                              commercial=commercial, reference_image=reference_image)
+        decision = decide_with_faces(hm, session, request, faces, REFERENCE_IMAGE)
         AuditLog(session).append("gate.checked", actor_id=account.id, subject=requester.id,
                                  allowed=decision.allowed, policy_version=decision.policy_version,
                                  reasons=[reason.code for reason in decision.reasons])

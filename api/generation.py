@@ -20,11 +20,13 @@ from pathlib import Path
 
 from api import cameos as cameo_records
 from api.context import Hallmark
+from api.likeness import OUTPUT, REFERENCE_IMAGE, decide_with_faces, reference_findings, reference_rgb
+from api.works import decode_base64
 from api.schemas import GenerationCreate, check_limits
-from generator import GeneratedVideo, VideoRequest
+from generator import GeneratedVideo, GeneratorError, VideoRequest
 from guard.errors import MarkingError, SigningError
-from guard.gate import Decision, GateRequest, mentioned_handles
-from guard.likeness.output import OutputFinding, output_decision, scan_frames
+from guard.gate import Decision, GateRequest
+from guard.likeness.output import OutputFinding, scan_frames
 from guard.marks import VisibleMark, label_text, VisibleMarkStyle
 from guard.marks.apply import detect_file, stamp_frames
 from guard.media import Frame, VideoWriter, temp_path_beside
@@ -37,8 +39,24 @@ log = logging.getLogger("hallmark.generation")
 HALLMARK_VERSION = "0.1.0"
 
 
-def gate_request(requester_id: str, prompt: str, cameos: list[str], *, commercial: bool = False) -> GateRequest:
-    return GateRequest(requester_id=requester_id, prompt=prompt, cameo_handles=list(cameos), commercial=commercial)
+def gate_request(requester_id: str, prompt: str, cameos: list[str], *, commercial: bool = False,
+                 reference_image: bytes | None = None) -> GateRequest:
+    return GateRequest(requester_id=requester_id, prompt=prompt, cameo_handles=list(cameos), commercial=commercial,
+                       reference_image=reference_image)
+
+
+def reference_path(hm: Hallmark, generation_id: str) -> Path:
+    return hm.paths.inputs / f"{generation_id}.image"
+
+
+def _reference_bytes(hm: Hallmark, generation: Generation) -> bytes | None:
+    if not generation.params.get("reference_image"):
+        return None
+    path = reference_path(hm, generation.id)
+    if not path.is_file():  # fail closed: without the image its faces cannot be re-checked
+        raise GeneratorError(f"The reference image of generation {generation.id} is missing from {path.parent}.",
+                             hint="Submit the request again.")
+    return path.read_bytes()
 
 
 def submit(hm: Hallmark, requester: Account, request: GenerationCreate) -> Generation:
@@ -46,13 +64,19 @@ def submit(hm: Hallmark, requester: Account, request: GenerationCreate) -> Gener
     check_limits(request, hm.settings)
     request = request.with_seed()
     prompt = request.prompt.strip()
+    reference = (decode_base64(REFERENCE_IMAGE, request.reference_image_base64)
+                 if request.reference_image_base64 is not None else None)
+    faces = reference_findings(hm, reference)  # also refuses an unreadable image (4xx) before anything is stored
+    params = {**request.model_dump(exclude={"prompt", "reference_image_base64"}),
+              "reference_image": reference is not None}
     with hm.db.session() as session:
-        gated = gate_request(requester.id, prompt, request.cameos, commercial=request.commercial)
-        decision = hm.gate(session).check(gated)
+        gated = gate_request(requester.id, prompt, request.cameos, commercial=request.commercial,
+                             reference_image=reference)
+        decision = decide_with_faces(hm, session, gated, faces, REFERENCE_IMAGE)
         generation = Generations(session).add(Generation(
             requester_id=requester.id,
             prompt=prompt,
-            params=request.model_dump(exclude={"prompt"}),
+            params=params,
             decision=decision.as_dict(),
             policy_version=decision.policy_version,
             status=Status.queued if decision.allowed else Status.denied,
@@ -63,7 +87,7 @@ def submit(hm: Hallmark, requester: Account, request: GenerationCreate) -> Gener
         audit = AuditLog(session)
         # What was asked is personal data (erasable); the parameters and the decision are not.
         audit.append("generation.requested", actor_id=requester.id, subject=generation.id,
-                     params=request.model_dump(exclude={"prompt", "negative_prompt", "cameos"}),
+                     params={k: v for k, v in params.items() if k not in ("negative_prompt", "cameos")},
                      personal={"prompt": prompt, "negative_prompt": request.negative_prompt,
                                "cameos": request.cameos or None})
         audit.append(
@@ -72,8 +96,23 @@ def submit(hm: Hallmark, requester: Account, request: GenerationCreate) -> Gener
             reasons=[reason.code for reason in decision.reasons], cameo_ids=decision.cameo_ids,
             personal=_reason_details(decision),
         )
-        cameo_records.record_mentions(session, generation, gated, decision)
+        cameo_records.record_mentions(session, generation, gated, decision, faces)
+        if reference is not None and decision.allowed:
+            # Kept only while the job may run (the backend needs it; release re-checks its faces). Written before
+            # the commit: if this fails, the record is rolled back with it.
+            _write_reference(reference_path(hm, generation.id), reference)
     return generation
+
+
+def _write_reference(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = temp_path_beside(path)
+    try:
+        partial.write_bytes(data)
+        partial.chmod(0o600)  # may show a person's face
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _reason_details(decision: Decision) -> dict[str, object] | None:
@@ -126,10 +165,12 @@ def run(hm: Hallmark, generation_id: str, *, worker: str = "local",
         generation = _load(hm, generation_id)
         generator = hm.generator()
         params = generation.params
+        reference = _reference_bytes(hm, generation)
         video = generator.generate(
             VideoRequest(prompt=generation.prompt, frames=params["frames"], fps=params["fps"],
                          width=params["width"], height=params["height"], seed=params["seed"],
-                         negative_prompt=params.get("negative_prompt")),
+                         negative_prompt=params.get("negative_prompt"),
+                         reference_image=reference_rgb(reference) if reference is not None else None),
             lambda fraction: progress(fraction * 80.0),
         )
         findings = _scan_output_for_likeness(hm, video)
@@ -171,6 +212,7 @@ def run(hm: Hallmark, generation_id: str, *, worker: str = "local",
     finally:
         marked.unlink(missing_ok=True)
         signed.unlink(missing_ok=True)
+        reference_path(hm, generation_id).unlink(missing_ok=True)  # the job has ended: the reference goes
 
 
 def _load(hm: Hallmark, generation_id: str) -> Generation:
@@ -225,19 +267,14 @@ def _scan_output_for_likeness(hm: Hallmark, video: GeneratedVideo) -> list[Outpu
 
 def _release_decision(hm: Hallmark, session, generation: Generation,  # type: ignore[no-untyped-def]
                       findings: list[OutputFinding]) -> tuple[GateRequest, Decision]:
-    """The gate again, as if every cameo found on the output had been requested by @handle: the gate stays the
-    one place that decides who may use a cameo. Refusals for cameos the request did not name, and protected
-    persons on screen, become `likeness_without_consent`."""
-    commercial = bool(generation.params.get("commercial", False))
-    requested = gate_request(generation.requester_id, generation.prompt, generation.params.get("cameos", []),
-                             commercial=commercial)
-    found = [finding.match.handle for finding in findings if finding.match.handle]
-    decision = hm.gate(session).check(gate_request(generation.requester_id, generation.prompt,
-                                                   [*generation.params.get("cameos", []), *found],
-                                                   commercial=commercial))
-    decision = output_decision(decision, findings, set(mentioned_handles(requested)),
-                               cameo_records.protected_cameo_links(session, findings))
-    return requested, decision
+    """The gate again, now, with every cameo found on the output (see api/likeness.py) and those on the reference
+    image counted as requested: consent revoked since submit stops the release."""
+    reference = _reference_bytes(hm, generation)
+    on_reference = [f.match.handle for f in reference_findings(hm, reference) if f.match.handle]
+    requested = gate_request(generation.requester_id, generation.prompt,
+                             [*generation.params.get("cameos", []), *on_reference],
+                             commercial=bool(generation.params.get("commercial", False)), reference_image=reference)
+    return requested, decide_with_faces(hm, session, requested, findings, OUTPUT)
 
 
 def _check_release(hm: Hallmark, signed: Path) -> str:

@@ -26,6 +26,9 @@ class GenerationCreate(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed; random when omitted.")
     negative_prompt: str | None = Field(None, max_length=2000)
     commercial: bool = Field(False, description="Commercial use (a non-commercial licence does not cover it).")
+    reference_image_base64: str | None = Field(
+        None, description="A reference image (PNG, JPEG, WebP; base64) for image-to-video backends. Faces on it are "
+                          "matched against every cameo and protected person, and works' images are matched too.")
 
     def with_seed(self) -> "GenerationCreate":
         return self if self.seed is not None else self.model_copy(update={"seed": secrets.randbelow(2**32)})

@@ -187,6 +187,7 @@ class DataPaths:
         self.models = root / "models"
         self.outputs = root / "outputs"
         self.tmp = root / "tmp"
+        self.inputs = root / "inputs"  # reference images of queued and running jobs (deleted when a job ends)
         self.ca_cert = self.keys / "ca.pem"
         self.ca_key = self.keys / "ca.key"
         self.signer_chain = self.keys / "signer.pem"

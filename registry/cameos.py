@@ -77,6 +77,7 @@ class CameoChallenge(SQLModel, table=True):
 class AppearanceKind(StrEnum):
     mention = "mention"  # the request named the cameo (@handle or the cameos list)
     output = "output"  # the cameo's face was found on the generated frames
+    reference_image = "reference_image"  # the cameo's face was found on the request's reference image
 
 
 class CameoAppearance(SQLModel, table=True):

@@ -346,3 +346,83 @@ def test_permissions_expiry_protected_persons_and_deletion_erases_templates(
     assert client.post("/v1/cameos", json={"handle": "astro"}, headers=bearer(alice)).status_code == 409
     kinds = audit_kinds(hm, cameo_id)
     assert kinds.count("cameo.permissions_changed") == 3 and kinds[-1] == "cameo.deleted"
+
+
+def test_a_reference_image_of_an_enrolled_person_is_denied_unless_granted(
+        sqlite_initialized: Initialized, media_dir: Path, tmp_path: Path) -> None:
+    """The issue's "must show": enrolled from one clip, recognised on a reference image taken from another clip of
+    the same man; denied unless the owner granted the requester; a different person passes; the dry run says so."""
+    import base64
+
+    init = sqlite_initialized
+    env = init.env
+    for name in ("erin", "frank"):
+        assert run_cli(["accounts", "create", name], env).returncode == 0
+    result = run_cli(["cameo", "enroll", "--handle", "signer2", "--owner", "erin", "--video",
+                      str(media_dir / "asl-again.mkv"), "--evidence", "signed release STU-1183", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    same_man, other_man = tmp_path / "same.png", tmp_path / "other.png"
+    Image.fromarray(frame_of(media_dir, "asl-brother.mkv", 30)).save(same_man)
+    Image.fromarray(frame_of(media_dir, "asl-book.mkv", 30)).save(other_man)
+
+    hm = Hallmark(settings_for(init))
+    try:
+        with hm.db.session() as session:
+            frank = Accounts(session).require_by_name("frank")
+
+        def submit(image: Path):  # type: ignore[no-untyped-def]
+            return pipeline.submit(hm, frank, GenerationCreate(
+                prompt="a man telling a story", frames=12, fps=6.0, width=256, height=256, seed=1,
+                reference_image_base64=base64.b64encode(image.read_bytes()).decode()))
+
+        denied = submit(same_man)
+        assert denied.status == "denied"
+        reasons = denied.decision["reasons"]
+        assert [(r["code"], r["subject"]) for r in reasons] == [("likeness_without_consent", "@signer2")]
+        assert reasons[0]["message"].startswith("The reference image shows the face of @signer2")
+        assert reasons[0]["evidence"]["gate_reason"] == "cameo_not_permitted"
+        assert not pipeline.reference_path(hm, denied.id).exists(), "a denied request keeps no image"
+
+        other = submit(other_man)
+        assert other.status == "queued", other.decision
+        assert pipeline.reference_path(hm, other.id).is_file(), "kept for the backend while the job may run"
+
+        dry = run_cli(["gate", "check", "a man telling a story", "--as", "frank", "--reference-image",
+                       str(same_man), "--json"], env)
+        assert dry.returncode != 0 and "likeness_without_consent" in dry.stdout and "@signer2" in dry.stdout
+
+        assert run_cli(["cameo", "permissions", "signer2", "--visibility", "approved", "--approve", "frank",
+                        "--as", "erin"], env).returncode == 0
+        granted = submit(same_man)
+        assert granted.status == "queued" and granted.decision["cameo_ids"] == [hm_cameo_id(hm, "signer2")]
+
+        with hm.db.session() as session:
+            erin = Accounts(session).require_by_name("erin")
+        seen = service.appearances(hm, erin, hm_cameo_id(hm, "signer2"))
+        assert [(a.generation_id, a.status, a.how) for a in seen] == [
+            (granted.id, "queued", ["reference_image"]), (denied.id, "denied", ["reference_image"])]
+
+        # The tiny backend is text-to-video: the allowed job fails with that reason, and its image is deleted.
+        finished = pipeline.run(hm, granted.id)
+        assert finished.status == "failed" and "reference image" in (finished.error or "")
+        assert not pipeline.reference_path(hm, granted.id).exists()
+    finally:
+        hm.close()
+
+
+def test_a_bad_reference_image_is_refused_before_anything_is_stored(sqlite_initialized: Initialized) -> None:
+    from guard.errors import InvalidInput
+    from tests.conftest import generation_count
+
+    hm = Hallmark(settings_for(sqlite_initialized))
+    try:
+        with hm.db.session() as session:
+            admin = next(a for a in Accounts(session).list() if a.role == Role.admin)
+        before = generation_count(sqlite_initialized)
+        for value, status in (("%%%", 422), ("bm90IGFuIGltYWdl", 415)):  # not base64; base64 of "not an image"
+            with pytest.raises(InvalidInput) as caught:
+                pipeline.submit(hm, admin, GenerationCreate(prompt="a lake", reference_image_base64=value))
+            assert caught.value.status == status, caught.value
+        assert generation_count(sqlite_initialized) == before
+    finally:
+        hm.close()

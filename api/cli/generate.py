@@ -3,6 +3,7 @@ bar. The clip is written to -o only when it was released."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def register(app: typer.Typer) -> None:
         as_account: str = typer.Option(None, "--as", help="Account to generate as (default: the admin)."),
         commercial: bool = typer.Option(False, "--commercial", help="Commercial use (non-commercial licences "
                                                                    "do not cover it)."),
+        reference_image: Path = typer.Option(None, "--reference-image",
+                                             help="A reference image for image-to-video backends (its faces are "
+                                                  "checked against every cameo and protected person)."),
         json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Generate a marked, signed and recorded clip."""
@@ -71,8 +75,12 @@ def register(app: typer.Typer) -> None:
         hm = hallmark()
         width, height = _parse_size(size)
         requester = acting_account(hm, as_account)
-        request = GenerationCreate(prompt=prompt, cameos=cameo, frames=frames, fps=fps, width=width,
-                                   height=height, seed=seed, commercial=commercial)
+        if reference_image is not None and not reference_image.is_file():
+            fail(f"{reference_image} is not a file.", hint="Give the path of a PNG, JPEG or WebP image.")
+        request = GenerationCreate(
+            prompt=prompt, cameos=cameo, frames=frames, fps=fps, width=width, height=height, seed=seed,
+            commercial=commercial,
+            reference_image_base64=base64.b64encode(reference_image.read_bytes()).decode() if reference_image else None)
         generation = pipeline.submit(hm, requester, request)
         if generation.status == Status.denied:
             _report(generation, None, json_output)

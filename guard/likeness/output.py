@@ -45,12 +45,14 @@ def scan_frames(frames: np.ndarray, fps: float, likeness: Likeness, *, per_secon
 
 
 def output_decision(decision: Decision, findings: list[OutputFinding], requested_handles: set[str],
-                    protected_cameos: dict[str, str] | None = None) -> Decision:
+                    protected_cameos: dict[str, str] | None = None, *, where: str = "generated video") -> Decision:
     """The release decision once faces on the output are known. `decision` is the gate's answer for the request
     with every matched cameo's handle added (the gate alone decides who may use a cameo); here a refusal for a
     handle the request did not name becomes `likeness_without_consent` (the model drew that person unasked), and
     every protected person on screen is refused unless their own cameo (`protected_cameos`: protected person id ->
-    cameo id) is among the cameos the gate consented to."""
+    cameo id) is among the cameos the gate consented to. `where` names the picture the faces were found on
+    ("generated video": the clip is withheld; "reference image": the request is denied)."""
+    outcome = "it is withheld" if where == "generated video" else "the request is denied"
     findings_by_handle = {f.match.handle: f for f in findings if f.match.kind == SubjectKind.cameo}
     reasons: list[Reason] = []
     for reason in decision.reasons:
@@ -59,8 +61,8 @@ def output_decision(decision: Decision, findings: list[OutputFinding], requested
         if finding is not None and handle not in requested_handles:
             reasons.append(Reason(
                 "likeness_without_consent",
-                f"The generated video shows the face of @{handle}, whose owner has not allowed you to use their "
-                "likeness; it is withheld.",
+                f"The {where} shows the face of @{handle}, whose owner has not allowed you to use their "
+                f"likeness; {outcome}.",
                 subject=f"@{handle}", evidence={**finding.as_dict(), "gate_reason": reason.code}))
         else:
             reasons.append(reason)
@@ -73,7 +75,7 @@ def output_decision(decision: Decision, findings: list[OutputFinding], requested
             continue
         reasons.append(Reason(
             "likeness_without_consent",
-            f"The generated video shows the face of {finding.match.label}, a protected person; it is withheld.",
+            f"The {where} shows the face of {finding.match.label}, a protected person; {outcome}.",
             subject=f"protected:{finding.match.label}", evidence=finding.as_dict()))
     return Decision(allowed=not reasons, reasons=reasons, policy_version=decision.policy_version,
                     obligations=decision.obligations, cameo_ids=decision.cameo_ids if not reasons else [])
