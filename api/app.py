@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
+from api.audit import record_policy_loaded
 from api.context import Hallmark
 from api.generation import HALLMARK_VERSION
 from api.jobs import WorkerPool
@@ -19,7 +20,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     settings = settings or load_settings()
     hm = Hallmark(settings)
     hm.db.require_schema()  # refuse to start on a database `hallmark init` has not prepared
-    hm.policy  # refuse to start on invalid policies (the error names the file and line)
+    record_policy_loaded(hm)  # refuses to start on invalid policies (the error names the file and line)
     pool = WorkerPool(hm, settings.workers if workers is None else workers)
 
     @asynccontextmanager

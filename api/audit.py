@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import select
 
 from api.context import Hallmark
 from guard.errors import InvalidInput, KeyMaterialError
@@ -29,7 +30,7 @@ from registry.audit.checkpoint import (
 )
 from registry.audit.export import ExportError, write_export
 from registry.audit.leaf import decode_leaf
-from registry.audit.tables import AuditCheckpoint
+from registry.audit.tables import AuditCheckpoint, AuditEntry, AuditPending
 from registry.audit.tree import LoggedEntry
 
 log = logging.getLogger("hallmark.audit")
@@ -38,6 +39,26 @@ MAX_PAGE = 1000
 
 # What a generation event says about the gate's decision, for reports.
 DECISIONS = {"generation.allowed": "allowed", "generation.denied": "denied", "generation.withheld": "withheld"}
+
+
+def record_policy_loaded(hm: Hallmark) -> str:
+    """Log `policy.loaded` when a server or worker starts on another policy version than the last one logged (a
+    restart on the same files adds nothing; going back to an earlier version is logged again). Every decision also
+    carries its policy version; this entry ties that version to when it came into force and to its files."""
+    version = hm.policy.version
+    with hm.db.session() as session:
+        # Queued events are newer than sequenced ones, so the last queued one wins.
+        latest = session.exec(select(AuditPending.subject).where(AuditPending.kind == "policy.loaded")
+                              .order_by(AuditPending.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+        if latest is None:
+            latest = session.exec(select(AuditEntry.subject).where(AuditEntry.kind == "policy.loaded")
+                                  .order_by(AuditEntry.leaf_index.desc()).limit(1)).first()  # type: ignore[union-attr]
+        if latest != version:
+            files = sorted(p.name for p in hm.policy.directory.iterdir() if p.is_file() and not p.name.startswith("_")
+                           and p.suffix in (".cedar", ".cedarschema", ".toml", ".txt"))
+            AuditLog(session).append("policy.loaded", subject=version, directory=str(hm.policy.directory),
+                                     files=files, rules=sorted(hm.policy.rules))
+    return version
 
 
 def tree(hm: Hallmark) -> AuditTree:

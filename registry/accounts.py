@@ -96,6 +96,10 @@ class Accounts:
             return None
         return self.session.get(Account, key.account_id)
 
+    def keys(self, account: Account) -> list[ApiKey]:
+        return list(self.session.exec(select(ApiKey).where(ApiKey.account_id == account.id)
+                                      .order_by(ApiKey.created_at)))
+
     def revoke_key(self, key_id: str) -> ApiKey:
         key = self.session.get(ApiKey, key_id)
         if key is None:

@@ -32,7 +32,10 @@ def register(app: typer.Typer) -> None:
         """Run generation workers only, sharing the queue (the database) with every other worker."""
         from api.jobs import WorkerPool
 
+        from api.audit import record_policy_loaded
+
         hm = hallmark()
+        record_policy_loaded(hm)
         pool = WorkerPool(hm, threads)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

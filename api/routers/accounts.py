@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field
 from fastapi import APIRouter
 
 from api.deps import AccountDep, AdminDep, HallmarkDep
-from registry import Account, Accounts, AuditLog, Role
+from api import accounts as service
+from api.problems import ApiProblem
+from registry import Account, Accounts, Role
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -48,21 +50,32 @@ def list_accounts(hm: HallmarkDep, _: AdminDep) -> list[AccountView]:
 
 @router.post("/accounts", status_code=201, response_model=AccountWithKey)
 def create_account(body: AccountCreate, hm: HallmarkDep, admin: AdminDep) -> AccountWithKey:
-    with hm.db.session() as session:
-        accounts = Accounts(session)
-        account = accounts.create(body.name, body.role)
-        key = accounts.issue_key(account)
-        AuditLog(session).append("account.created", actor_id=admin.id, subject=account.id, role=body.role,
-                                 personal={"name": account.name})
-        AuditLog(session).append("api_key.created", actor_id=admin.id, subject=account.id)
+    account, key = service.create_account(hm, admin, body.name, body.role)
     return AccountWithKey(account=AccountView.of(account), api_key=key)
 
 
 @router.post("/accounts/{name}/keys", status_code=201, response_model=AccountWithKey)
 def issue_key(name: str, hm: HallmarkDep, admin: AdminDep) -> AccountWithKey:
-    with hm.db.session() as session:
-        accounts = Accounts(session)
-        account = accounts.require_by_name(name)
-        key = accounts.issue_key(account)
-        AuditLog(session).append("api_key.created", actor_id=admin.id, subject=account.id)
+    account, key = service.issue_key(hm, admin, name)
     return AccountWithKey(account=AccountView.of(account), api_key=key)
+
+
+class KeyView(BaseModel):
+    id: str = Field(..., description="The public id: the <id> in hm_<id>_<secret>.")
+    account: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@router.get("/accounts/{name}/keys", response_model=list[KeyView])
+def list_keys(name: str, hm: HallmarkDep, account: AccountDep) -> list[KeyView]:
+    """An account's API keys (never their secrets): admins see anyone's, an account its own."""
+    if account.role != Role.admin and account.name != name:
+        raise ApiProblem(403, "forbidden", "Only admins may list another account's keys.")
+    return [KeyView(**view.__dict__) for view in service.list_keys(hm, name)]
+
+
+@router.delete("/accounts/{name}/keys/{key_id}", response_model=KeyView)
+def revoke_key(name: str, key_id: str, hm: HallmarkDep, account: AccountDep) -> KeyView:
+    """Revoke a key at once (admins: anyone's; an account: its own). The last working admin key cannot be revoked."""
+    return KeyView(**service.revoke_key(hm, account, name, key_id).__dict__)
