@@ -116,6 +116,7 @@ class TiledDetector:
         lattices: list[Lattice] = []
         hypotheses: list[Hypothesis] = []
         folds: dict[tuple[int, bool], np.ndarray] = {}
+        zmaps: dict[tuple[int, bool], np.ndarray] = {}
         for weight in weights:
             total = sum(s * (1.0 if kind == "key" else weight) for kind, s in self._sums.items())
             total = total - float(total.mean())
@@ -130,6 +131,7 @@ class TiledDetector:
                 for mirrored in (False, True):
                     g, zmap = self._pilot_scores(chips_grid, mirrored)
                     folds[(number, mirrored)] = g
+                    zmaps[(number, mirrored)] = zmap
                     for shift, z in top_peaks(zmap, PEAKS_PER_MAP):
                         hypotheses.append(Hypothesis(z, lattice, mirrored, shift))
         tested = len(lattices) * 2 * (M * BINS_PER_CHIP) ** 2
@@ -138,10 +140,16 @@ class TiledDetector:
         best_chips = self._chips_at(folds[(lattices.index(best.lattice), best.mirrored)], best.shift, best.mirrored)
         self.diagnostics = {"z_fixed": self._fixed_z(folds[(0, False)]), "z_max": best.z, "hypotheses": tested,
                             "nibbles": np.argmax(self._layout.nibble_correlations(best_chips), axis=1)}
-        for hypothesis in hypotheses:
-            number = lattices.index(hypothesis.lattice)
-            chips = self._chips_at(folds[(number, hypothesis.mirrored)], hypothesis.shift, hypothesis.mirrored)
-            decoded = self._code.decode(self._layout.nibble_correlations(chips))
+        for peak in hypotheses:
+            number = lattices.index(peak.lattice)
+            decoded = None
+            # The peak and its 8 neighbouring shifts (a weak pilot's maximum can land one bin off), each a
+            # hypothesis of its own, scored with its own z: the bound below holds for every shift tried.
+            for hypothesis in _neighbours(peak, zmaps[(number, peak.mirrored)]):
+                chips = self._chips_at(folds[(number, hypothesis.mirrored)], hypothesis.shift, hypothesis.mirrored)
+                decoded = self._code.decode(self._layout.nibble_correlations(chips))
+                if decoded is not None:
+                    break
             if decoded is not None:
                 p_value = bonferroni_p(log_rademacher_tail(hypothesis.z), tested, LOG_NULL_DECODE)
                 return Detection(p_value <= THRESHOLD, decoded.payload if p_value <= THRESHOLD else None, p_value,
@@ -183,6 +191,14 @@ class TiledDetector:
         cols = (np.arange(M) * q + shift[1]) % (M * q)
         chips = g[np.ix_(rows, cols)]
         return mirror_chips(chips) if mirrored else chips
+
+
+def _neighbours(peak: Hypothesis, zmap: np.ndarray) -> list[Hypothesis]:
+    """The peak's shift and the 8 around it (circularly), strongest pilot first."""
+    size = zmap.shape[0]
+    shifts = {((peak.shift[0] + dr) % size, (peak.shift[1] + dc) % size) for dr in (-1, 0, 1) for dc in (-1, 0, 1)}
+    found = [Hypothesis(float(zmap[shift]), peak.lattice, peak.mirrored, shift) for shift in shifts]
+    return sorted(found, key=lambda h: h.z, reverse=True)
 
 
 def _describe(hypothesis: Hypothesis, chip: float, corrected: int) -> str:
