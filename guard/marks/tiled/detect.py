@@ -2,7 +2,8 @@
 pilot, then read the payload where the pilot points.
 
 1. Each sampled frame's luma is brought to a working size (short side ≤ 360), band-passed around the chip scale
-   and divided by its local energy (so texture and edges do not dominate), then summed. The mark is static, so it
+   (a tight band: after a lossy re-encode the picture's low frequencies are what drowns the mark) and divided by
+   its local energy (so texture and edges do not dominate), then summed. The mark is static, so it
    adds up coherently while moving content averages out.
 2. Lattice candidates: the size the mark has when the clip was only resized (it is drawn relative to the short
    side), plus the best lattices (period, angle) found in the autocorrelation of the sum, which is how crops
@@ -11,7 +12,8 @@ pilot, then read the payload where the pilot points.
 3. For each candidate and for the mirrored tile (horizontal flip): fold the sum modulo the lattice into one tile
    (two bins per chip), correlate circularly with the pilot (FFT) and normalise each shift to a z-score whose tail
    under the null is bounded by `stats.log_rademacher_tail`.
-4. At the strongest shifts, project the fold onto the payload chips and run the error-correcting decoder.
+4. At the strongest shifts (each with the 8 shifts around it, strongest pilot first), project the fold onto the
+   payload chips and run the error-correcting decoder.
 
 p-value: N hypotheses (candidates x 2 orientations x shifts) were tested. With a decoded payload whose pilot
 scored z: p = N · P(z) · P(decode | null); without one: p = N · P(z_max). Detected when p ≤ `THRESHOLD`.
