@@ -35,7 +35,10 @@ class ImwatermarkBaseline:
     def payload_bits(self, payload: bytes) -> np.ndarray:
         return np.unpackbits(np.frombuffer(payload, np.uint8))[: self.bits]
 
-    def embedder(self, payload: bytes, width: int, height: int, fps: float) -> "_Embedder":
+    def embedder(self, payload: bytes, width: int, height: int, fps: float, *,
+                 strength: float = 1.0) -> "_Embedder":
+        if strength not in self.strengths:  # the library's decoders assume its own embedding strength
+            raise ValueError(f"{self.name} embeds at strength 1 only")
         return _Embedder(self.name, self.payload_bits(payload) ^ self._pad)
 
     def detector(self, width: int, height: int, fps: float) -> "_Detector":
