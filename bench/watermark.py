@@ -292,19 +292,35 @@ def speed_section(directory: Path, quick: bool) -> tuple[str, dict[str, float]]:
     finally:
         cv2.setNumThreads(-1)
 
-    def plain() -> None:
-        with VideoWriter(directory / "plain.mp4", 1280, 720, 30.0, crf=18, preset="medium") as writer:
-            for frame in read_frames(source):
-                writer.write(frame)
+    def stamping_cost(clip: Path, stem: str) -> tuple[float, float, float]:
+        """(stamping s, plain decode + encode s, stamped size / plain size) for one clip."""
+        info = probe(clip)
+        width, height = info.width & ~1, info.height & ~1
 
-    def stamped() -> None:
-        stamp_file(source, directory / "stamped.mp4", method=method, payload=payload,
-                   visible_label="AI-generated · Hallmark · 1a2b3c4d")
+        def plain() -> None:
+            with VideoWriter(directory / f"{stem}-plain.mp4", width, height, info.fps, crf=18,
+                             preset="medium") as writer:
+                for frame in read_frames(clip):
+                    writer.write(frame)
 
-    plain_s, stamp_s = math.inf, math.inf
-    for _ in range(2):  # alternate, so both see the same machine load
-        plain_s = min(plain_s, timed(plain, 1))
-        stamp_s = min(stamp_s, timed(stamped, 1))
+        def stamped() -> None:
+            stamp_file(clip, directory / f"{stem}-stamped.mp4", method=method, payload=payload,
+                       visible_label="AI-generated · Hallmark · 1a2b3c4d")
+
+        plain_s, stamp_s = math.inf, math.inf
+        for _ in range(2):  # alternate, so both see the same machine load
+            plain_s = min(plain_s, timed(plain, 1))
+            stamp_s = min(stamp_s, timed(stamped, 1))
+        size = (directory / f"{stem}-stamped.mp4").stat().st_size / (directory / f"{stem}-plain.mp4").stat().st_size
+        return stamp_s, plain_s, size
+
+    stamp_s, plain_s, pan_size = stamping_cost(source, "pan")
+    # The synthetic pan is an upscaled photograph, far smoother than camera footage, so the mark's fine texture
+    # is most of what x264 has to code there; real footage (car-detection.mp4, 30 s at 768x432) shows the usual case.
+    real = MEDIA / "car-detection.mp4"
+    real_cost = stamping_cost(real, "real") if real.is_file() else None
+    (directory / "stamped.mp4").unlink(missing_ok=True)
+    (directory / "pan-stamped.mp4").replace(directory / "stamped.mp4")
     detect_s = timed(lambda: detect_path(method, directory / "stamped.mp4"), 2)
     decode_s = timed(lambda: sum(1 for _ in read_frames(directory / "stamped.mp4")), 2)
     count = 30 * seconds
@@ -314,6 +330,17 @@ def speed_section(directory: Path, quick: bool) -> tuple[str, dict[str, float]]:
         [f"stamping {seconds} s of 720p (decode + both marks + x264 CRF 18 medium)", f"{stamp_s:.2f} s", "", ""],
         ["plain decode + encode, same encoder settings", f"{plain_s:.2f} s", "", ""],
         ["stamping / plain", f"{stamp_s / plain_s:.2f}x", "≤ 1.2x", _met(stamp_s / plain_s <= 1.2)],
+        ["stamped file size / plain file size (synthetic pan)", f"{pan_size:.2f}x", "", ""],
+    ]
+    if real_cost is not None:
+        real_stamp, real_plain, real_size = real_cost
+        rows += [
+            ["stamping / plain, real footage (car-detection.mp4, 30 s 768x432)",
+             f"{real_stamp:.2f} s / {real_plain:.2f} s = {real_stamp / real_plain:.2f}x", "≤ 1.2x",
+             _met(real_stamp / real_plain <= 1.2)],
+            ["stamped file size / plain file size (real footage)", f"{real_size:.2f}x", "", ""],
+        ]
+    rows += [
         [f"detection, {seconds} s 720p clip ({count} frames, 2 cores)", f"{detect_s:.2f} s",
          "≤ 3 s for 10 s" if seconds == 10 else "(10 s clip in the full run)",
          _met(detect_s <= 3) if seconds == 10 else ""],
