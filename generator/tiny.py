@@ -34,7 +34,9 @@ def build_tiny_pipeline(target: Path) -> Path:
     transformer = WanTransformer3DModel(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
         text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+        # rope_max_seq_len bounds the patches per axis (side / 16 here, and latent frames): Wan's own 1024 covers
+        # every size and length the settings allow (32 failed at run time for any side over 512 px).
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=1024,
     )
     text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2,
                                                num_heads=4, relative_attention_num_buckets=8))

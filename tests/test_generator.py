@@ -29,6 +29,15 @@ def test_tiny_pipeline_loads_through_the_diffusers_backend(tiny_model: Path) -> 
     assert not np.array_equal(video.frames, other.frames)
 
 
+def test_tiny_pipeline_makes_clips_wider_than_512_px(tiny_model: Path) -> None:
+    """A side over 512 px (more patches than the first tiny config's rotary embeddings covered, which failed at run
+    time); 720p and long clips take the same path but cost a minute each on CPU, so one wide size stands for them."""
+    backend = DiffusersGenerator(tiny_model, steps=1)
+    video = backend.generate(VideoRequest(prompt="a wide harbour", frames=5, fps=12, width=640, height=368, seed=3),
+                             lambda _: None)
+    assert video.frames.shape == (5, 368, 640, 3)
+
+
 def test_text_to_video_pipeline_refuses_a_reference_image(tiny_model: Path) -> None:
     backend = DiffusersGenerator(tiny_model, steps=1)
     assert backend.supports_reference_image is False
