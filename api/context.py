@@ -16,6 +16,7 @@ from api.settings import Settings
 from generator import VideoGenerator, load_generator
 from guard.errors import KeyMaterialError
 from guard.gate import Gate, Policy, RegistryDirectory, WorksIndexCache
+from guard.gate.matching.semantic import set_cache_dir as set_embedding_cache_dir
 from guard.likeness.sealing import TemplateSealer
 from guard.likeness.service import Likeness
 from guard.marks import WatermarkMethod, watermark_method
@@ -33,6 +34,7 @@ class Hallmark:
         self.settings = settings
         self.paths = settings.paths
         self.db = Database(settings.resolved_database_url)
+        set_embedding_cache_dir(self.paths.models)  # the gate's exported ONNX embedding model lives in the data dir
         self._generator: VideoGenerator | None = None
         self._generator_lock = threading.Lock()
         self._trust_lock = threading.Lock()

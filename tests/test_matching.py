@@ -14,7 +14,8 @@ from PIL import Image, ImageEnhance
 
 from guard.gate.matching import ImageHashes, Query, Term, TermMatcher, embedder, match_terms
 from guard.gate.matching.images import ImageIndex, query_hashes
-from guard.gate.matching.semantic import model_path
+from guard.gate.matching import semantic
+from guard.gate.matching.semantic import Embedder, model_path
 from guard.gate.matching.text_index import AliasIndex
 
 ALIASES = [("mickey", "Mickey Mouse"), ("mickey", "Topolino"), ("mickey", "Musse Pigg"), ("mickey", "ミッキーマウス"),
@@ -92,6 +93,28 @@ def test_the_model_loads_from_the_installed_package_and_never_from_the_hub() -> 
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     vectors = model.encode(["a cartoon mouse", "a cartoon mouse"])
     assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_the_onnx_backend_gives_the_same_embeddings_as_sentence_transformers() -> None:
+    model = embedder()
+    if model.backend != "onnxruntime":
+        pytest.skip("the ONNX model could not be exported here (see the log); the torch backend is in use")
+    reference = Embedder(model_path(), backend="torch")
+    texts = ["the cheerful cartoon mouse with red shorts and big round ears waves", "Sp1d3r-M@n", "a bowl of soup",
+             "ピカチュウ", " ".join(["a dragon over the sea"] * 80)]
+    for batch in (texts, texts * 4):  # a prompt's chunks (one thread), and a bulk encode (all cores)
+        cosine = (model.encode(batch) * reference.encode(batch)).sum(axis=1)
+        assert cosine.min() >= 0.999
+
+
+def test_a_failed_onnx_export_falls_back_to_torch(tmp_path, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("no exporter")
+
+    monkeypatch.setattr(semantic, "_export", broken)
+    model = Embedder(model_path(), cache=tmp_path)
+    assert model.backend == "torch" and not list(tmp_path.iterdir())
+    assert model.encode(["a cartoon mouse"]).shape == (1, 384)
 
 
 def test_paraphrases_match_semantically() -> None:
