@@ -11,8 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -116,12 +118,34 @@ def make_settings(data_dir: Path, database_url: str, **overrides):  # type: igno
     return Settings(data_dir=data_dir, database_url=database_url, **overrides)
 
 
+@lru_cache(maxsize=1)
+def exported_embedding_model() -> Path | None:
+    """The gate's ONNX export of the sentence-embedding model, made once per test session. Every test data dir gets
+    a hard link to it, as a deployment's data dir keeps its own: otherwise each CLI subprocess on a fresh data dir
+    would spend ~30 s exporting it again. None if the export is unavailable (the embedder then uses torch)."""
+    from guard.gate.matching.semantic import Embedder, model_path
+
+    directory = Path(tempfile.mkdtemp(prefix="hallmark-test-onnx-"))
+    try:
+        Embedder(model_path(), backend="onnx", cache=directory)
+    except Exception:
+        return None
+    exported = sorted(directory.glob("*.onnx"))
+    return exported[0] if exported else None
+
+
 def initialize_at(data_dir: Path, database_url: str, tiny_model: Path, **overrides) -> Initialized:
     from api.bootstrap import initialize
 
     target = data_dir / "models" / "tiny-wan"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(tiny_model, target)
+    onnx = exported_embedding_model()
+    if onnx is not None:
+        try:
+            os.link(onnx, target.parent / onnx.name)
+        except OSError:  # another file system: a copy does the same
+            shutil.copyfile(onnx, target.parent / onnx.name)
     settings = make_settings(data_dir, database_url, **overrides)
     result = initialize(settings)
     assert result.admin_key is not None
