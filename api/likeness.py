@@ -8,15 +8,12 @@ whose face is found is refused unless their own cameo consented (guard/likeness/
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
 from sqlmodel import Session
 
 from api import cameos as cameo_records
 from api.context import Hallmark
-from api.works import hash_image
+from api.works import open_checked_image
 from guard.gate import Decision, GateRequest, mentioned_handles
 from guard.likeness.output import OutputFinding, output_decision, scan_frames
 
@@ -25,11 +22,9 @@ OUTPUT = "generated video"
 
 
 def reference_rgb(data: bytes) -> np.ndarray:
-    """A reference image as RGB uint8, after the same checks as a work's image (size, pixels, readable): a bad
-    image is the caller's error (4xx), never a denial or a pass."""
-    hash_image(REFERENCE_IMAGE, data)
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+    """A reference image as RGB uint8 (upright, as the gate sees it), after the same checks as a work's image (size,
+    pixels, readable): a bad image is the caller's error (4xx), never a denial or a pass."""
+    return np.asarray(open_checked_image(REFERENCE_IMAGE, data).convert("RGB"))
 
 
 def reference_findings(hm: Hallmark, data: bytes | None) -> list[OutputFinding]:

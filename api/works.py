@@ -9,6 +9,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session
 
@@ -178,6 +179,12 @@ def embed_descriptions(descriptions: list[str]) -> list[tuple[str, bytes]]:
 
 
 def hash_image(label: str, data: bytes) -> tuple[str, str, str]:
+    image = open_checked_image(label, data)
+    return label[:200], hashlib.sha256(data).hexdigest(), ImageHashes.of(image).hex()
+
+
+def open_checked_image(label: str, data: bytes) -> Image.Image:
+    """Decode an uploaded image after the size checks; a bad one is the caller's error (413, 415 or 422)."""
     if not data:
         raise InvalidInput(f"The image {label!r} is empty.")
     if len(data) > MAX_IMAGE_BYTES:
@@ -190,7 +197,7 @@ def hash_image(label: str, data: bytes) -> tuple[str, str, str]:
                            code="unsupported_media", status=415) from exc
     if image.width * image.height > MAX_IMAGE_PIXELS:
         raise InvalidInput(f"The image {label!r} has more than {MAX_IMAGE_PIXELS} pixels.")
-    return label[:200], hashlib.sha256(data).hexdigest(), ImageHashes.of(image).hex()
+    return image
 
 
 def decode_base64(label: str, value: str) -> bytes:
