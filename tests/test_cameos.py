@@ -6,6 +6,7 @@ a queued generation, permissions, appearances, withdrawal, and deletion erasing 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -174,17 +175,23 @@ def test_registration_failures_are_explicit_and_store_nothing(
 
 
 # --- operator enrollment, recognition, and the output check ----------------------------------------------------
+def enroll_signer(env: dict[str, str], media_dir: Path, handle: str, *, owner: str,
+                  requester: str) -> subprocess.CompletedProcess[str]:
+    """Two accounts, and a studio enrolling the signer of asl-again.mkv for `owner` (consent collected offline)."""
+    for name in (owner, requester):
+        assert run_cli(["accounts", "create", name], env).returncode == 0
+    result = run_cli(["cameo", "enroll", "--handle", handle, "--owner", owner, "--video",
+                      str(media_dir / "asl-again.mkv"), "--evidence", f"signed release for {handle}", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_an_enrolled_person_is_recognised_elsewhere_and_their_face_is_withheld_unless_granted(
         sqlite_initialized: Initialized, media_dir: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     init = sqlite_initialized
     env = init.env
-    for name in ("carol", "dave"):
-        assert run_cli(["accounts", "create", name], env).returncode == 0
-    # A studio enrolls a signer from one clip (consent collected offline).
-    result = run_cli(["cameo", "enroll", "--handle", "signer", "--owner", "carol", "--video",
-                      str(media_dir / "asl-again.mkv"), "--evidence", "signed release STU-1182", "--json"], env)
-    assert result.returncode == 0, result.stderr
+    result = enroll_signer(env, media_dir, "signer", owner="carol", requester="dave")
     assert '"status": "verified_by_operator"' in result.stdout
 
     settings = settings_for(init, generator="tests.footage_generator:FootageGenerator")
@@ -356,11 +363,7 @@ def test_a_reference_image_of_an_enrolled_person_is_denied_unless_granted(
 
     init = sqlite_initialized
     env = init.env
-    for name in ("erin", "frank"):
-        assert run_cli(["accounts", "create", name], env).returncode == 0
-    result = run_cli(["cameo", "enroll", "--handle", "signer2", "--owner", "erin", "--video",
-                      str(media_dir / "asl-again.mkv"), "--evidence", "signed release STU-1183", "--json"], env)
-    assert result.returncode == 0, result.stderr
+    enroll_signer(env, media_dir, "signer2", owner="erin", requester="frank")
     same_man, other_man = tmp_path / "same.png", tmp_path / "other.png"
     Image.fromarray(frame_of(media_dir, "asl-brother.mkv", 30)).save(same_man)
     Image.fromarray(frame_of(media_dir, "asl-book.mkv", 30)).save(other_man)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from tests.conftest import exported_embedding_model
 from guard.gate.matching import ImageHashes, Query, Term, TermMatcher, embedder, match_terms
 from guard.gate.matching.images import ImageIndex, query_hashes
 from guard.gate.matching import semantic
@@ -96,9 +97,11 @@ def test_the_model_loads_from_the_installed_package_and_never_from_the_hub() -> 
 
 
 def test_the_onnx_backend_gives_the_same_embeddings_as_sentence_transformers() -> None:
-    model = embedder()
-    if model.backend != "onnxruntime":
-        pytest.skip("the ONNX model could not be exported here (see the log); the torch backend is in use")
+    # `onnx` is a dependency, so the export must work here: no fallback, no skip (the session's export is reused).
+    exported = exported_embedding_model()
+    assert exported is not None, "the ONNX export failed (see the log)"
+    model = Embedder(model_path(), backend="onnx", cache=exported.parent)
+    assert model.backend == "onnxruntime"
     reference = Embedder(model_path(), backend="torch")
     texts = ["the cheerful cartoon mouse with red shorts and big round ears waves", "Sp1d3r-M@n", "a bowl of soup",
              "ピカチュウ", " ".join(["a dragon over the sea"] * 80)]
