@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from cryptography import x509
@@ -69,14 +70,23 @@ def released(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield from _release_one(init, root)
 
 
-def _release_one(init: Initialized, root: Path) -> Iterator[Released]:
+@pytest.fixture(scope="module")
+def released_640(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[Released]:
+    """A larger clip (640x368), generated once on SQLite: what a downscale on top of a re-encode is tried on."""
+    root = tmp_path_factory.mktemp("verify-640")
+    init = initialize_at(root / "data", f"sqlite:///{root / 'hallmark.db'}", tiny_model, generator_steps=2,
+                         max_upload_bytes=8 * 1024 * 1024)
+    yield from _release_one(init, root, width=640, height=368)
+
+
+def _release_one(init: Initialized, root: Path, **size: int) -> Iterator[Released]:
     from api import generation as pipeline
     from api.app import create_app
 
     with TestClient(create_app(init.settings, workers=0)) as client:
         headers = {"Authorization": f"Bearer {init.admin_key}"}
-        created = client.post("/v1/generations", json={"prompt": "a lighthouse at dusk", "seed": 11, "frames": 24,
-                                                       "fps": 12}, headers=headers)
+        created = client.post("/v1/generations", json={"prompt": "a lighthouse at dusk",
+                                                       "seed": 11, "frames": 24, "fps": 12, **size}, headers=headers)
         assert created.status_code == 202, created.text
         generation = pipeline.run(client.app.state.hallmark, created.json()["id"])
         assert generation.status == "completed", generation.error
@@ -97,11 +107,15 @@ def verify(released: Released, path: Path, *, key: str | None = None, name: str 
 
 
 def reencode(source: Path, target: Path, *, crf: int | None, container_suffix: str = ".mp4",
-             codec: str = "libx264", **options) -> Path:  # type: ignore[no-untyped-def]
+             codec: str = "libx264", scale: float = 1.0, **options) -> Path:  # type: ignore[no-untyped-def]
+    """Re-encode `source` (resized by `scale` first, to even dimensions) as a platform would."""
     target = target.with_suffix(container_suffix)
     first = next(read_frames(source))
-    with VideoWriter(target, first.width, first.height, 12, crf=crf, preset="fast", codec=codec, **options) as writer:
+    size = (int(first.width * scale) & ~1, int(first.height * scale) & ~1)
+    with VideoWriter(target, *size, 12, crf=crf, preset="fast", codec=codec, **options) as writer:
         for frame in read_frames(source):
+            if size != (frame.width, frame.height):
+                frame = Frame.from_rgb(cv2.resize(frame.to_rgb(), size, interpolation=cv2.INTER_AREA))
             writer.write(frame)
     return target
 
@@ -136,8 +150,8 @@ def test_the_requester_sees_the_full_record(released: Released) -> None:
 
 
 def test_reencoded_clip_is_recovered_from_the_watermark(released: Released, tmp_path: Path) -> None:
-    # A platform-grade re-encode (x264 CRF 28). Issue 4 also asks for a downscale on top: on clips this small
-    # (256 px) the mark does not survive that yet; BENCHMARKS.md has the rates by attack and clip size.
+    # A platform-grade re-encode (x264 CRF 28). With a downscale on top, see the 640x368 clip below: on clips
+    # this small (256 px) the mark does not survive that yet; BENCHMARKS.md has the rates by attack and clip size.
     copy = reencode(released.clip, tmp_path / "reencoded", crf=28)
     report = verify(released, copy)
     assert report["c2pa"]["state"] == "absent"
@@ -149,6 +163,22 @@ def test_reencoded_clip_is_recovered_from_the_watermark(released: Released, tmp_
     assert recovered["manifest"]["hallmark"]["generation_id"] == released.generation_id
     fetched = released.client.get(recovered["url"])
     assert fetched.status_code == 200 and fetched.headers["content-type"] == "application/c2pa"
+
+
+def test_reencoded_and_downscaled_clip_is_recovered_from_the_watermark(released_640: Released,
+                                                                       tmp_path: Path) -> None:
+    """Issue 4's must-show: CRF 28 and a downscale (to 80 %, 512x294) on a 640x368 generated clip. In 15 trials
+    with random payloads (at 75 % and 80 %) every one was recovered, the code repairing 0 to 6 bytes. Smaller clips
+    and a 50 % downscale do not survive reliably yet (BENCHMARKS.md, invisible watermark)."""
+    copy = reencode(released_640.clip, tmp_path / "smaller", crf=28, scale=0.8)
+    assert next(read_frames(copy)).width == 512
+    report = verify(released_640, copy)
+    assert report["c2pa"]["state"] == "absent"
+    assert report["watermark"]["payload"] == released_640.payload.hex()
+    assert report["verdict"].startswith("Credentials stripped; recovered from the watermark: Generated by Hallmark")
+    assert "(original manifest re-validated as Trusted)" in report["verdict"]
+    recovered = report["recovered_manifest"]
+    assert recovered["state"] == "Trusted" and recovered["manifest_label"] == released_640.manifest_label
 
 
 def test_remuxed_clip_is_recovered_from_the_watermark(released: Released, tmp_path: Path) -> None:
