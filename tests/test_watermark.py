@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from guard.errors import InvalidInput, MediaError
 from guard.marks import watermark_method
 from guard.marks.apply import detect_file, detect_frames, stamp_file
 from guard.marks.tiled.code import LOG_NULL_DECODE, WALSH, PayloadCode
+from guard.marks.tiled.layout import chip_size
 from guard.marks.tiled.stats import BENTKUS_C, log_rademacher_tail
 from guard.media import Frame, read_frames
 from tests.conftest import run_cli
@@ -71,6 +73,20 @@ def test_too_short_clip_is_read_but_never_gives_a_wrong_payload(clips: dict[str,
     unmarked = [f for _, f in zip(range(3), read_frames(clips["source"]))]
     short = detect_frames(unmarked, method, 960, 540, 24.0)
     assert not short.detected and "shorter than 0.5 s" in (short.note or "")
+
+
+def test_chips_keep_the_720p_size_below_720p_and_such_clips_are_read_at_their_own_size(tmp_path: Path) -> None:
+    """Below 720p the chip stays 6 px (3 px chips did not survive CRF 28), except where the tile would not fit."""
+    assert [chip_size(*size) for size in ((1920, 1080), (1280, 720), (640, 360), (256, 256))] == [9.0, 6.0, 6.0, 6.0]
+    assert chip_size(160, 128) == pytest.approx(3.2)
+    source = write_clip(synthetic_frames("pan", 640, 360, 24, seed=5), tmp_path / "360p.mp4")
+    marked = tmp_path / "marked.mp4"
+    stamp_file(source, marked, method=watermark_method("hallmark", KEY), payload=PAYLOAD)
+    attacked = ATTACKS["h264_crf28"](marked, tmp_path / "crf28")
+    detection = detect_file(attacked, watermark_method("hallmark", KEY))
+    assert detection.payload == PAYLOAD and detection.p_value <= 1e-6, detection
+    chip = float(re.search(r"chips of ([0-9.]+) working px", detection.note or "").group(1))
+    assert chip == pytest.approx(6.0, abs=0.2), detection.note  # read at the size it was marked at, not 3 px
 
 
 def _sliding_gradient(width: int, height: int, frames: int) -> list[np.ndarray]:

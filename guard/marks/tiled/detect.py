@@ -4,23 +4,25 @@ pilot, then read the payload where the pilot points.
 1. Each sampled frame's luma is brought to a working size (short side ≤ 360), band-passed around the chip scale
    (a tight band: after a lossy re-encode the picture's low frequencies are what drowns the mark) and divided by
    its local energy (so texture and edges do not dominate), then summed. The mark is static, so it
-   adds up coherently while moving content averages out.
-2. Lattice candidates: the size the mark has when the clip was only resized (it is drawn relative to the short
-   side), plus the best lattices (period, angle) found in the autocorrelation of the sum, which is how crops
-   (that change the relative size) and small rotations are recovered. Candidates depend on the content only, never
-   on the key.
+   adds up coherently while moving content averages out. Below 720p this is done twice, once per chip size the
+   mark may have there (a copy of a clip marked at 720p or more, or a clip marked at this size: layout.py).
+2. Lattice candidates, per sum: the size the mark has when the clip was only resized (it is drawn relative to the
+   short side from 720p up), or was marked at this size, plus the best lattices (period, angle) found in the
+   autocorrelation of the sum, which is how crops (that change the relative size), other resizes and small
+   rotations are recovered. Candidates depend on the content only, never on the key.
 3. For each candidate and for the mirrored tile (horizontal flip): fold the sum modulo the lattice into one tile
    (two bins per chip), correlate circularly with the pilot (FFT) and normalise each shift to a z-score whose tail
    under the null is bounded by `stats.log_rademacher_tail`.
 4. At the strongest shifts (each with the 8 shifts around it, strongest pilot first), project the fold onto the
    payload chips and run the error-correcting decoder.
 
-p-value: N hypotheses (candidates x 2 orientations x shifts) were tested. With a decoded payload whose pilot
+p-value: N hypotheses (candidates of every sum x 2 orientations x shifts) were tested. With a decoded payload whose pilot
 scored z: p = N · P(z) · P(decode | null); without one: p = N · P(z_max). Detected when p ≤ `THRESHOLD`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -31,7 +33,7 @@ from scipy.ndimage import map_coordinates
 
 from guard.marks.invisible import Detection
 from guard.marks.tiled.code import LOG_NULL_DECODE, PayloadCode
-from guard.marks.tiled.layout import CHIPS_PER_SHORT_SIDE, M, TileLayout
+from guard.marks.tiled.layout import CHIPS_PER_SHORT_SIDE, M, TileLayout, native_chip_size
 from guard.marks.tiled.stats import bonferroni_p, log_rademacher_tail
 from guard.media import Frame
 
@@ -57,6 +59,7 @@ class Lattice:
     angle: float  # radians
     source: str  # "resize" or "autocorrelation"
     weight: float = 1.0  # weight of predicted frames in the sum this lattice was folded from
+    chip: float = 1.0  # the chip size (working pixels) of the sum it was found in, which `period` is relative to
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,18 @@ class TiledDetector:
         self._code = code
         factor = min(1.0, WORK_SHORT_SIDE / max(1, min(width, height)))
         self._work = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
-        self._chip = min(self._work) / CHIPS_PER_SHORT_SIDE
+        # The chip sizes (working pixels) the mark may have here, each read from its own sum of residuals: a copy
+        # of a clip marked at 720p or more (short side / 120), and, below 720p, a clip marked at this very size
+        # (layout.MIN_CHIP); the lattice search covers what lies around them (crops, other resizes).
+        self._chips = [min(self._work) / CHIPS_PER_SHORT_SIDE]
+        short = min(width, height)
+        if short < 720:
+            native = native_chip_size(short) * min(self._work) / max(1, short)
+            if abs(native / self._chips[0] - 1.0) > 0.1:
+                self._chips.append(native)
         self._step = max(1, int(round(fps / SAMPLES_PER_SECOND))) if fps > 0 else 1
         self._fps = fps if fps > 0 else 25.0
-        self._sums: dict[str, np.ndarray] = {}  # residual sums of key frames and of the other frames
+        self._sums: list[dict[str, np.ndarray]] = [{} for _ in self._chips]  # per chip size: key / other frames
         self._frames = 0
         self._seen = 0  # frames of the clip offered so far (sampled or not)
         # What the benchmark inspects: z at one fixed hypothesis (for the null check), the strongest z, the number
@@ -96,12 +107,14 @@ class TiledDetector:
         luma = frame.y
         if luma.shape[::-1] != self._work:
             luma = cv2.resize(luma, self._work, interpolation=cv2.INTER_AREA)
-        residual = whitened_residual(luma.astype(np.float32), self._chip)
+        luma = luma.astype(np.float32)
         kind = "key" if frame.key else "other"
-        if self._sums.get(kind) is None:
-            self._sums[kind] = residual
-        else:
-            self._sums[kind] += residual
+        for chip, sums in zip(self._chips, self._sums):
+            residual = whitened_residual(luma, chip)
+            if sums.get(kind) is None:
+                sums[kind] = residual
+            else:
+                sums[kind] += residual
         self._frames += 1
 
     # --- decision -------------------------------------------------------------------------------------------------
@@ -109,24 +122,23 @@ class TiledDetector:
         if min(self._work) < MIN_WORK_SHORT_SIDE:
             return Detection(False, None, 1.0, 0, self._name,
                              note=f"frame too small to carry the mark (short side < {MIN_WORK_SHORT_SIDE} px)")
-        if not self._sums or self._frames == 0:
+        if self._frames == 0:
             return Detection(False, None, 1.0, 0, self._name, note="no frames")
-        key_sum, other_sum = self._sums.get("key"), self._sums.get("other")
         # Two weightings of predicted vs key frames (each tested, and counted, as hypotheses): equal, for clean or
         # all-intra clips, and NON_KEY_WEIGHT, for lossy re-encodes whose predicted frames lost most of the mark.
-        weights = [1.0] + ([NON_KEY_WEIGHT] if key_sum is not None and other_sum is not None else [])
+        weights = [1.0] + ([NON_KEY_WEIGHT] if set(self._sums[0]) == {"key", "other"} else [])
         lattices: list[Lattice] = []
         hypotheses: list[Hypothesis] = []
         folds: dict[tuple[int, bool], np.ndarray] = {}
         zmaps: dict[tuple[int, bool], np.ndarray] = {}
-        for weight in weights:
-            total = sum(s * (1.0 if kind == "key" else weight) for kind, s in self._sums.items())
+        for (chip, sums), weight in itertools.product(zip(self._chips, self._sums), weights):
+            total = sum(s * (1.0 if kind == "key" else weight) for kind, s in sums.items())
             total = total - float(total.mean())
             if float(np.abs(total).max()) < 1e-6:
                 return Detection(False, None, 1.0, self._frames, self._name,
                                  note="no texture to read (blank frames)")
-            for lattice in [Lattice(M * self._chip, 0.0, "resize", weight)] + find_lattices(total, M * self._chip,
-                                                                                            weight):
+            source = "resize" if chip == self._chips[0] else "native size"
+            for lattice in [Lattice(M * chip, 0.0, source, weight, chip)] + find_lattices(total, chip, weight):
                 number = len(lattices)
                 lattices.append(lattice)
                 chips_grid = fold(total, lattice)
@@ -156,7 +168,7 @@ class TiledDetector:
                 p_value = bonferroni_p(log_rademacher_tail(hypothesis.z), tested, LOG_NULL_DECODE)
                 return Detection(p_value <= THRESHOLD, decoded.payload if p_value <= THRESHOLD else None, p_value,
                                  self._frames, self._name, score=round(hypothesis.z, 3),
-                                 note=_describe(hypothesis, self._chip, decoded.corrected))
+                                 note=_describe(hypothesis, decoded.corrected))
         p_value = bonferroni_p(log_rademacher_tail(best.z), tested)
         note = "mark present but the payload could not be read" if p_value <= THRESHOLD else None
         if self._seen / self._fps < MIN_SECONDS:
@@ -203,11 +215,12 @@ def _neighbours(peak: Hypothesis, zmap: np.ndarray) -> list[Hypothesis]:
     return sorted(found, key=lambda h: h.z, reverse=True)
 
 
-def _describe(hypothesis: Hypothesis, chip: float, corrected: int) -> str:
+def _describe(hypothesis: Hypothesis, corrected: int) -> str:
     lattice = hypothesis.lattice
-    scale = lattice.period / (M * chip)
-    return (f"lattice {lattice.source}: scale {scale:.3f}, angle {math.degrees(lattice.angle):+.2f}°"
-            f"{', mirrored' if hypothesis.mirrored else ''}; {corrected} byte(s) corrected")
+    scale = lattice.period / (M * lattice.chip)
+    return (f"lattice {lattice.source}: scale {scale:.3f}, chips of {lattice.period / M:.1f} working px, "
+            f"angle {math.degrees(lattice.angle):+.2f}°{', mirrored' if hypothesis.mirrored else ''}; "
+            f"{corrected} byte(s) corrected")
 
 
 def mirror_chips(grid: np.ndarray) -> np.ndarray:
@@ -307,7 +320,8 @@ def _lattice_scores(acf: np.ndarray, variance: float, shape: tuple[int, int], pe
     return values.sum(axis=2) / spread
 
 
-def find_lattices(total: np.ndarray, resize_period: float, weight: float = 1.0) -> list[Lattice]:
+def find_lattices(total: np.ndarray, chip: float, weight: float = 1.0) -> list[Lattice]:
+    resize_period = M * chip
     acf, variance = autocorrelation(total)
     lo, hi = SCALE_RANGE[0] * resize_period, SCALE_RANGE[1] * resize_period
     hi = min(hi, 0.7 * min(total.shape))  # at least ~1.4 periods must fit to show in the autocorrelation
@@ -324,18 +338,18 @@ def find_lattices(total: np.ndarray, resize_period: float, weight: float = 1.0) 
         if any(abs(math.log(period / p)) < 0.03 and abs(angle - a) < math.radians(1.5) for p, a in taken):
             continue
         taken.append((period, angle))
-        found.append(_refine(acf, variance, total.shape, period, angle, weight))
+        found.append(_refine(acf, variance, total.shape, period, angle, weight, chip))
         if len(found) == ACF_CANDIDATES:
             break
     return found
 
 
 def _refine(acf: np.ndarray, variance: float, shape: tuple[int, int], period: float, angle: float,
-            weight: float) -> Lattice:
+            weight: float, chip: float) -> Lattice:
     for span, step, angle_span, angle_step, reach in ((0.012, 0.001, 0.5, 0.1, 6), (0.002, 0.0002, 0.12, 0.02, 12)):
         periods = period * np.exp(np.arange(-span, span + 1e-12, step))
         angles = angle + np.radians(np.arange(-angle_span, angle_span + 1e-9, angle_step))
         scores = _lattice_scores(acf, variance, shape, periods, angles, reach)
         i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
         period, angle = float(periods[i]), float(angles[j])
-    return Lattice(period, angle, "autocorrelation", weight)
+    return Lattice(period, angle, "autocorrelation", weight, chip)
