@@ -76,9 +76,9 @@ def test_too_short_clip_is_read_but_never_gives_a_wrong_payload(clips: dict[str,
 
 
 def test_chips_keep_the_720p_size_below_720p_and_such_clips_are_read_at_their_own_size(tmp_path: Path) -> None:
-    """Below 720p the chip stays 6 px (3 px chips did not survive CRF 28), except where the tile would not fit."""
-    assert [chip_size(*size) for size in ((1920, 1080), (1280, 720), (640, 360), (256, 256))] == [9.0, 6.0, 6.0, 6.0]
-    assert chip_size(160, 128) == pytest.approx(3.2)
+    """From 360p to 720p the chip stays 6 px (3 px chips did not survive CRF 28); below 360p it is 1/80 of the side."""
+    assert [chip_size(*size) for size in ((1920, 1080), (1280, 720), (854, 480), (640, 360))] == [9.0, 6.0, 6.0, 6.0]
+    assert chip_size(256, 256) == pytest.approx(3.2) and chip_size(160, 128) == pytest.approx(1.6)
     source = write_clip(synthetic_frames("pan", 640, 360, 24, seed=5), tmp_path / "360p.mp4")
     marked = tmp_path / "marked.mp4"
     stamp_file(source, marked, method=watermark_method("hallmark", KEY), payload=PAYLOAD)

@@ -80,7 +80,7 @@ class TiledDetector:
         self._work = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
         # The chip sizes (working pixels) the mark may have here, each read from its own sum of residuals: a copy
         # of a clip marked at 720p or more (short side / 120), and, below 720p, a clip marked at this very size
-        # (layout.MIN_CHIP); the lattice search covers what lies around them (crops, other resizes).
+        # (layout.native_chip_size); the lattice search covers what lies around them (crops, other resizes).
         self._chips = [min(self._work) / CHIPS_PER_SHORT_SIDE]
         short = min(width, height)
         if short < 720:

@@ -6,11 +6,13 @@ detector correlates with) and 704 to the payload (44 Walsh words of 16 chips, ea
 sign). All of it comes from SHAKE-256 of a subkey, so the pattern never changes with a library's random generator.
 
 The chip size is a fixed fraction of the frame's short side (`CHIPS_PER_SHORT_SIDE`) from 720p up, so the mark looks
-the same at any such resolution and a resized copy carries it at the size the detector expects first. Below 720p it
-stays at `MIN_CHIP` pixels (6, the 720p chip) instead of shrinking with the frame: at 3 px (360p) a re-encode at CRF 28
-kept the payload in 5 of 15 clips against 13 of 15 at 720p, with everything else equal. The tile stays within 0.7 of
-the short side (`MAX_CHIP_FRACTION`), so that the detector's lattice search still sees 1.4 periods: very small frames
-(short side < 240 px) get smaller chips. The detector tries both sizes below 720p (see detect.py).
+the same at any such resolution and a resized copy carries it at the size the detector expects first. From 360p to
+720p it stays at `MIN_CHIP` pixels (6, the 720p chip) instead of shrinking with the frame: on the 15 360p clips of
+the benchmark corpus, a CRF 28 re-encode kept the payload in 5 with 3 px chips, 10 with 4.5 px and 10 with 6 px
+(H.265: 2, 7, 9; CRF 33: 0, 4, 6). Below 360p there are too few pixels for chips that large: on a still 256 px face,
+6 px chips read back at z 2.3 (the picture's own texture at that scale does not average out) and 3.2 px chips at
+z 6.7; so there the chip is 1/`SMALL_CHIPS_PER_SHORT_SIDE` of the short side (3.2 px at 256 px). The detector tries
+both the resize-only size and the native size below 720p (see detect.py).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ M = 28  # chips per tile side
 CHIPS = M * M  # 784
 PILOT_CHIPS = CHIPS - DATA_CHIPS  # 80
 CHIPS_PER_SHORT_SIDE = 120.0  # chip = short side / 120 from 720p up: 6 px at 720p, 9 px at 1080p
-MIN_CHIP = 6.0  # pixels: below 720p the chip keeps the 720p size...
-MAX_CHIP_FRACTION = 1.0 / 40.0  # ...as long as the tile (28 chips) stays within 0.7 of the short side
+MIN_CHIP = 6.0  # pixels: from 360p to 720p the chip keeps the 720p size
+SMALL_FRAME = 360  # below this short side...
+SMALL_CHIPS_PER_SHORT_SIDE = 80.0  # ...the chip is this fraction of it
 
 
 def _stream(key: bytes, purpose: str, n: int) -> bytes:
@@ -82,13 +85,15 @@ class TileLayout:
 def chip_size(width: int, height: int) -> float:
     """The chip's side in pixels for a frame marked at this size."""
     short = min(width, height)
-    return min(max(short / CHIPS_PER_SHORT_SIDE, MIN_CHIP), short * MAX_CHIP_FRACTION)
+    if short < SMALL_FRAME:
+        return short / SMALL_CHIPS_PER_SHORT_SIDE
+    return max(short / CHIPS_PER_SHORT_SIDE, MIN_CHIP)
 
 
 def native_chip_size(short: float) -> float:
     """The chip's side in a frame of this short side that was marked at this very size, when that is below 720p
-    (`MIN_CHIP`, or less on very small frames); from 720p up it is `short / CHIPS_PER_SHORT_SIDE` anyway."""
-    return min(MIN_CHIP, short * MAX_CHIP_FRACTION)
+    (from 720p up it is `short / CHIPS_PER_SHORT_SIDE`, the resize-only size, anyway)."""
+    return short / SMALL_CHIPS_PER_SHORT_SIDE if short < SMALL_FRAME else MIN_CHIP
 
 
 def _interpolation_matrix(length: int, chip: float) -> np.ndarray:
