@@ -30,9 +30,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def worker(threads: int = typer.Option(1, min=1, max=32, help="Worker threads.")) -> None:
         """Run generation workers only, sharing the queue (the database) with every other worker."""
-        from api.jobs import WorkerPool
-
         from api.audit import record_policy_loaded
+        from api.jobs import WorkerPool
 
         hm = hallmark()
         record_policy_loaded(hm)

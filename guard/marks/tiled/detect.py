@@ -16,8 +16,8 @@ pilot, then read the payload where the pilot points.
 4. At the strongest shifts (each with the 8 shifts around it, strongest pilot first), project the fold onto the
    payload chips and run the error-correcting decoder.
 
-p-value: N hypotheses (candidates of every sum x 2 orientations x shifts) were tested. With a decoded payload whose pilot
-scored z: p = N · P(z) · P(decode | null); without one: p = N · P(z_max). Detected when p ≤ `THRESHOLD`.
+p-value: N hypotheses (candidates of every sum x 2 orientations x shifts) were tested. With a decoded payload whose
+pilot scored z: p = N · P(z) · P(decode | null); without one: p = N · P(z_max). Detected when p ≤ `THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from scipy.ndimage import map_coordinates
 
 from guard.marks.invisible import Detection
 from guard.marks.tiled.code import LOG_NULL_DECODE, PayloadCode
-from guard.marks.tiled.layout import CHIPS_PER_SHORT_SIDE, M, TileLayout, native_chip_size
+from guard.marks.tiled.layout import CHIPS_PER_SHORT_SIDE, M, TileLayout, chip_size
 from guard.marks.tiled.stats import bonferroni_p, log_rademacher_tail
 from guard.media import Frame
 
@@ -57,7 +57,7 @@ MIN_SECONDS = 0.5  # the shortest clip the mark is specified for (shorter ones a
 class Lattice:
     period: float  # tile side in working pixels
     angle: float  # radians
-    source: str  # "resize" or "autocorrelation"
+    source: str  # "resize", "native size" or "autocorrelation"
     weight: float = 1.0  # weight of predicted frames in the sum this lattice was folded from
     chip: float = 1.0  # the chip size (working pixels) of the sum it was found in, which `period` is relative to
 
@@ -79,14 +79,12 @@ class TiledDetector:
         factor = min(1.0, WORK_SHORT_SIDE / max(1, min(width, height)))
         self._work = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
         # The chip sizes (working pixels) the mark may have here, each read from its own sum of residuals: a copy
-        # of a clip marked at 720p or more (short side / 120), and, below 720p, a clip marked at this very size
-        # (layout.native_chip_size); the lattice search covers what lies around them (crops, other resizes).
+        # of a clip marked at 720p or more (short side / 120), and a clip marked at this very size (which differs
+        # below 720p, layout.chip_size); the lattice search covers what lies around them (crops, other resizes).
         self._chips = [min(self._work) / CHIPS_PER_SHORT_SIDE]
-        short = min(width, height)
-        if short < 720:
-            native = native_chip_size(short) * min(self._work) / max(1, short)
-            if abs(native / self._chips[0] - 1.0) > 0.1:
-                self._chips.append(native)
+        native = chip_size(width, height) * min(self._work) / max(1, min(width, height))
+        if abs(native / self._chips[0] - 1.0) > 0.1:
+            self._chips.append(native)
         self._step = max(1, int(round(fps / SAMPLES_PER_SECOND))) if fps > 0 else 1
         self._fps = fps if fps > 0 else 25.0
         self._sums: list[dict[str, np.ndarray]] = [{} for _ in self._chips]  # per chip size: key / other frames

@@ -90,12 +90,6 @@ def chip_size(width: int, height: int) -> float:
     return max(short / CHIPS_PER_SHORT_SIDE, MIN_CHIP)
 
 
-def native_chip_size(short: float) -> float:
-    """The chip's side in a frame of this short side that was marked at this very size, when that is below 720p
-    (from 720p up it is `short / CHIPS_PER_SHORT_SIDE`, the resize-only size, anyway)."""
-    return short / SMALL_CHIPS_PER_SHORT_SIDE if short < SMALL_FRAME else MIN_CHIP
-
-
 def _interpolation_matrix(length: int, chip: float) -> np.ndarray:
     """(length, M): row x holds the bilinear weights of the (periodic) chips at pixel x; chip j is centred on
     pixel (j + 0.5) * chip - 0.5."""
