@@ -86,13 +86,11 @@ def bit_accuracy(method, detector, payload: bytes) -> float:  # type: ignore[no-
         if detector.bits is None:
             return 0.5
         return float(np.mean(detector.bits == method.payload_bits(payload)))
-    nibbles = detector.diagnostics.get("nibbles")
-    if nibbles is None:
+    values = detector.diagnostics.get("code_values")
+    if values is None:
         return 0.5
     truth = PayloadCode(KEY).encode(payload)
-    got = np.unpackbits(np.asarray(nibbles, np.uint8)[:, None], axis=1)[:, 4:]
-    want = np.unpackbits(truth.astype(np.uint8)[:, None], axis=1)[:, 4:]
-    return float(np.mean(got == want))  # raw code bits before error correction
+    return float(np.mean(np.sign(values) == truth))  # raw code bits before error correction
 
 
 # --- quality -----------------------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def test_untouched_clip_is_trusted_with_every_assertion(released: Released) -> N
     assert c2pa["generator"]["name"] == "WanPipeline:tiny-wan" and len(c2pa["generator"]["model_sha256"]) == 64
     assert [a["action"] for a in c2pa["actions"]] == ["c2pa.created", "c2pa.watermarked"]
     (binding,) = c2pa["soft_bindings"]
-    assert binding["alg"] == "org.hallmark.video.1"
+    assert binding["alg"] == "org.hallmark.video.2"
     assert base64.b64decode(binding["blocks"][0]["value"]) == released.payload
     assert binding["blocks"][0]["scope"] == {"timespan": {"start": 0, "end": 2000}}
     assert set(c2pa["training_mining"]["entries"]) == {"cawg.ai_training", "cawg.ai_generative_training",
@@ -326,16 +326,16 @@ def test_resolution_by_binding_and_manifest_fetch(released: Released, tmp_path: 
     assert {"/matches/byBinding", "/matches/byContent", "/manifests/{manifest_id}", "/services/supportedAlgorithms",
             "/v1/verify"} <= set(client.get("/openapi.json").json()["paths"])
     algs = client.get("/services/supportedAlgorithms").json()
-    assert algs == {"watermarks": [{"alg": "org.hallmark.dwtdctsvd.1"}, {"alg": "org.hallmark.video.1"}],
+    assert algs == {"watermarks": [{"alg": "org.hallmark.dwtdctsvd.1"}, {"alg": "org.hallmark.video.2"}],
                     "fingerprints": []}
     value = base64.b64encode(released.payload).decode()
-    found = client.get("/matches/byBinding", params={"alg": "org.hallmark.video.1", "value": value})
+    found = client.get("/matches/byBinding", params={"alg": "org.hallmark.video.2", "value": value})
     assert found.status_code == 200
     assert found.json() == {"matches": [{"manifestId": released.manifest_label, "similarityScore": 100}]}
-    posted = client.post("/matches/byBinding", json={"alg": "org.hallmark.video.1", "value": value})
+    posted = client.post("/matches/byBinding", json={"alg": "org.hallmark.video.2", "value": value})
     assert posted.json() == found.json()
     unknown = base64.b64encode(bytes(8)).decode()
-    assert client.get("/matches/byBinding", params={"alg": "org.hallmark.video.1",
+    assert client.get("/matches/byBinding", params={"alg": "org.hallmark.video.2",
                                                     "value": unknown}).json() == {"matches": []}
 
     manifest = client.get(f"/manifests/{released.manifest_label}")
@@ -361,11 +361,11 @@ def test_resolution_rejects_bad_queries(released: Released) -> None:
     client = released.client
     bad_alg = client.get("/matches/byBinding", params={"alg": "com.other.1", "value": "AAAAAAAAAAA="})
     assert bad_alg.status_code == 400
-    assert bad_alg.json()["supported"] == ["org.hallmark.dwtdctsvd.1", "org.hallmark.video.1"]
+    assert bad_alg.json()["supported"] == ["org.hallmark.dwtdctsvd.1", "org.hallmark.video.2"]
     for value in ("not base64!", "AAAA"):
-        answer = client.get("/matches/byBinding", params={"alg": "org.hallmark.video.1", "value": value})
+        answer = client.get("/matches/byBinding", params={"alg": "org.hallmark.video.2", "value": value})
         assert answer.status_code == 400 and answer.json()["code"] == "invalid_query"
-    assert client.get("/matches/byBinding", params={"alg": "org.hallmark.video.1"}).status_code == 422
+    assert client.get("/matches/byBinding", params={"alg": "org.hallmark.video.2"}).status_code == 422
     assert client.get("/manifests/not-a-manifest-id").status_code == 400
     missing = client.get(f"/manifests/urn:c2pa:{uuid.uuid4()}")
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")

@@ -15,7 +15,7 @@ def test_gateway_releases_a_clip_carrying_the_hallmark_watermark(sqlite_initiali
     hm = Hallmark(sqlite_initialized.settings)
     try:
         assert hm.settings.watermark_method == "hallmark"
-        assert hm.watermark.soft_binding_alg == "org.hallmark.video.1"
+        assert hm.watermark.soft_binding_alg == "org.hallmark.video.2"
         with hm.db.session() as session:
             admin = Accounts(session).list()[0]
         generation = submit(hm, admin, GenerationCreate(prompt="a lighthouse at dusk", frames=12, fps=12.0,

@@ -1,12 +1,13 @@
-"""Hallmark's own invisible video watermark ("hallmark", soft-binding alg `org.hallmark.video.1`).
+"""Hallmark's own invisible video watermark ("hallmark", soft-binding alg `org.hallmark.video.2`).
 
 A keyed spread-spectrum pattern on luma: one tile of 28 x 28 chips (pilot + error-corrected payload), repeated over
 the frame at a size proportional to the short side, identical in every frame and scaled by local texture. The
 detector averages frames, recovers the tile lattice (so crops, resizes, small rotations and flips are found), reads
-the payload under a Reed-Solomon code with a keyed MAC, and reports a p-value bounded analytically under the null.
+the payload under a convolutional code (soft Viterbi decoding) with a keyed MAC, and reports a p-value bounded
+analytically under the null.
 
 - layout.py: the keyed tile and how it is drawn over a frame
-- code.py: payload + MAC → RS(22, 12) → Walsh words, and the decoder
+- code.py: payload + MAC → convolutional code (K = 9, rate 1/7) → 704 chip signs, and the Viterbi decoder
 - embed.py: per-frame masking and addition
 - detect.py: accumulation, lattice search, folding, pilot correlation, decoding, p-value
 - stats.py: the tail bound behind the p-value
@@ -26,7 +27,7 @@ MIN_SHORT_SIDE = 128
 
 class HallmarkTiled:
     name = "hallmark"
-    soft_binding_alg = "org.hallmark.video.1"
+    soft_binding_alg = "org.hallmark.video.2"
     threshold = THRESHOLD
     # What the gateway tries, in order, until the mark reads back from the encoded clip: the default, then a
     # stronger pass for content too flat to carry it (see embed.py; PSNR stays ≥ 42.5 dB at both).

@@ -32,7 +32,7 @@ from scipy import fft as sfft
 from scipy.ndimage import map_coordinates
 
 from guard.marks.invisible import Detection
-from guard.marks.tiled.code import LOG_NULL_DECODE, PayloadCode
+from guard.marks.tiled.code import DATA_CHIPS, LOG_NULL_DECODE, PayloadCode
 from guard.marks.tiled.layout import CHIPS_PER_SHORT_SIDE, M, TileLayout, chip_size
 from guard.marks.tiled.stats import bonferroni_p, log_rademacher_tail
 from guard.media import Frame
@@ -45,6 +45,7 @@ SCALE_RANGE = (0.45, 2.3)  # tile sizes searched, relative to the resize-only si
 MAX_ANGLE = math.radians(10.0)
 ACF_CANDIDATES = 3
 PEAKS_PER_MAP = 2
+DECODE_PEAKS = 7  # peaks decoded per batch: 7 x 9 shifts = 63 words, one decoder batch (code.BATCH)
 SAMPLES_PER_SECOND = 15.0  # frames used per second of video (the mark is static; more adds little)
 NON_KEY_WEIGHT = 0.2  # predicted frames of a lossy re-encode keep much less of the mark than its key frames
 COARSE_SIGMA = 0.3  # whitening: the band's lower edge, in chips (blur σ on the half-size copy)
@@ -91,7 +92,7 @@ class TiledDetector:
         self._frames = 0
         self._seen = 0  # frames of the clip offered so far (sampled or not)
         # What the benchmark inspects: z at one fixed hypothesis (for the null check), the strongest z, the number
-        # of hypotheses, and the inner decoder's nibbles at the strongest hypothesis (raw bits before correction).
+        # of hypotheses, and the code's soft values at the strongest hypothesis (raw bits before correction).
         self.diagnostics: dict[str, object] = {}
 
     # --- streaming part -------------------------------------------------------------------------------------------
@@ -151,18 +152,18 @@ class TiledDetector:
         best = hypotheses[0]
         best_chips = self._chips_at(folds[(lattices.index(best.lattice), best.mirrored)], best.shift, best.mirrored)
         self.diagnostics = {"z_fixed": self._fixed_z(folds[(0, False)]), "z_max": best.z, "hypotheses": tested,
-                            "nibbles": np.argmax(self._layout.nibble_correlations(best_chips), axis=1)}
-        for peak in hypotheses:
-            number = lattices.index(peak.lattice)
-            decoded = None
-            # The peak and its 8 neighbouring shifts (a weak pilot's maximum can land one bin off), each a
-            # hypothesis of its own, scored with its own z: the bound below holds for every shift tried.
-            for hypothesis in _neighbours(peak, zmaps[(number, peak.mirrored)]):
-                chips = self._chips_at(folds[(number, hypothesis.mirrored)], hypothesis.shift, hypothesis.mirrored)
-                decoded = self._code.decode(self._layout.nibble_correlations(chips))
-                if decoded is not None:
-                    break
-            if decoded is not None:
+                            "code_values": self._layout.code_values(best_chips)}
+        # The peaks in order of pilot strength, each with its 8 neighbouring shifts (a weak pilot's maximum can land
+        # one bin off), each a hypothesis of its own scored with its own z: the bound below holds for every shift
+        # tried. They are decoded a few peaks at a time (the decoder is batched); the first that decodes wins.
+        for start in range(0, len(hypotheses), DECODE_PEAKS):
+            candidates = [neighbour for peak in hypotheses[start:start + DECODE_PEAKS]
+                          for neighbour in _neighbours(peak, zmaps[(lattices.index(peak.lattice), peak.mirrored)])]
+            values = np.stack([self._layout.code_values(self._chips_at(
+                folds[(lattices.index(h.lattice), h.mirrored)], h.shift, h.mirrored)) for h in candidates])
+            for hypothesis, decoded in zip(candidates, self._code.decode_many(values)):
+                if decoded is None:
+                    continue
                 p_value = bonferroni_p(log_rademacher_tail(hypothesis.z), tested, LOG_NULL_DECODE)
                 return Detection(p_value <= THRESHOLD, decoded.payload if p_value <= THRESHOLD else None, p_value,
                                  self._frames, self._name, score=round(hypothesis.z, 3),
@@ -218,7 +219,7 @@ def _describe(hypothesis: Hypothesis, corrected: int) -> str:
     scale = lattice.period / (M * lattice.chip)
     return (f"lattice {lattice.source}: scale {scale:.3f}, chips of {lattice.period / M:.1f} working px, "
             f"angle {math.degrees(lattice.angle):+.2f}°{', mirrored' if hypothesis.mirrored else ''}; "
-            f"{corrected} byte(s) corrected")
+            f"{corrected} of {DATA_CHIPS} code chips corrected")
 
 
 def mirror_chips(grid: np.ndarray) -> np.ndarray:

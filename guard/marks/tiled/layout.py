@@ -2,8 +2,8 @@
 over a frame of any size.
 
 The tile is M x M chips of ±1. A key-drawn permutation gives 80 chips to the pilot (the synchronisation signal the
-detector correlates with) and 704 to the payload (44 Walsh words of 16 chips, each chip also flipped by a key-drawn
-sign). All of it comes from SHAKE-256 of a subkey, so the pattern never changes with a library's random generator.
+detector correlates with) and 704 to the payload (the convolutional code's chips, code.py, each also flipped by a
+key-drawn sign). All of it comes from SHAKE-256 of a subkey, so the pattern never changes with a library's random generator.
 
 The chip size is a fixed fraction of the frame's short side (`CHIPS_PER_SHORT_SIDE`) from 720p up, so the mark looks
 the same at any such resolution and a resized copy carries it at the size the detector expects first. From 360p to
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guard.marks.invisible import subkey
-from guard.marks.tiled.code import CHIPS_PER_NIBBLE, DATA_CHIPS, NIBBLES, WALSH
+from guard.marks.tiled.code import DATA_CHIPS
 
 M = 28  # chips per tile side
 CHIPS = M * M  # 784
@@ -45,12 +45,12 @@ def _signs(key: bytes, purpose: str, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TileLayout:
-    """Flat chip indices (row-major in the M x M tile) of the pilot and of each payload nibble's 16 chips."""
+    """Flat chip indices (row-major in the M x M tile) of the pilot and of the payload code's chips, in order."""
 
     pilot_index: np.ndarray  # (80,)
     pilot_sign: np.ndarray  # (80,) ±1
-    data_index: np.ndarray  # (44, 16)
-    data_sign: np.ndarray  # (44, 16) ±1
+    data_index: np.ndarray  # (704,)
+    data_sign: np.ndarray  # (704,) ±1
 
     @classmethod
     def from_key(cls, key: bytes) -> "TileLayout":
@@ -59,15 +59,15 @@ class TileLayout:
         return cls(
             pilot_index=permutation[:PILOT_CHIPS],
             pilot_sign=_signs(key, "tiled-pilot", PILOT_CHIPS),
-            data_index=permutation[PILOT_CHIPS:].reshape(NIBBLES, CHIPS_PER_NIBBLE),
-            data_sign=_signs(key, "tiled-data-signs", DATA_CHIPS).reshape(NIBBLES, CHIPS_PER_NIBBLE),
+            data_index=permutation[PILOT_CHIPS:],
+            data_sign=_signs(key, "tiled-data-signs", DATA_CHIPS),
         )
 
-    def tile(self, nibbles: np.ndarray) -> np.ndarray:
-        """The M x M chip values (±1) that carry these 44 nibbles."""
+    def tile(self, code_signs: np.ndarray) -> np.ndarray:
+        """The M x M chip values (±1) that carry these 704 code signs (code.py)."""
         chips = np.zeros(CHIPS, dtype=np.float32)
         chips[self.pilot_index] = self.pilot_sign
-        chips[self.data_index] = WALSH[nibbles] * self.data_sign
+        chips[self.data_index] = code_signs * self.data_sign
         return chips.reshape(M, M)
 
     def pilot_grid(self) -> np.ndarray:
@@ -76,10 +76,11 @@ class TileLayout:
         grid[self.pilot_index] = self.pilot_sign
         return grid.reshape(M, M)
 
-    def nibble_correlations(self, chips: np.ndarray) -> np.ndarray:
-        """(44, 16): each nibble's soft chip values (M x M input) correlated with the 16 Walsh words."""
-        values = chips.reshape(-1)[self.data_index] * self.data_sign
-        return values @ WALSH.T
+    def code_values(self, chips: np.ndarray) -> np.ndarray:
+        """The payload code's soft values (..., 704) read from tiles of chip values (..., M, M): each data chip
+        with its key sign taken off, so that its sign is the code bit sent."""
+        flat = chips.reshape(*chips.shape[:-2], CHIPS)
+        return flat[..., self.data_index] * self.data_sign
 
 
 def chip_size(width: int, height: int) -> float:
