@@ -4,15 +4,15 @@ decoder that runs over many detector hypotheses at once.
 
 Why this code: the detector ends with one soft value per chip (the fold's chip value times its key sign), and
 what decides whether a degraded copy is read is the chip SNR (mean / standard deviation) the decoder needs. In
-simulation (Gaussian chip noise, 300-2000 words per point) the payload was recovered
+simulation (Gaussian chip noise, 200-300 random payloads per point) the payload was recovered
 
-    chip SNR                                    0.50   0.55   0.60   0.65   0.70   0.75   0.85
-    RS(22, 12) over 16-ary Walsh words, GMD      0 %    1 %    4 %   12 %   41 %   74 %  ~99 %
-    this code, Viterbi (maximum likelihood)     52 %   81 %   94 %   99 %  100 %  100 %  100 %
+    chip SNR                                    0.50   0.55   0.60   0.65   0.70   0.75   0.80   0.90
+    RS(22, 12) over 16-ary Walsh words, GMD      0 %    1 %    4 %   12 %   41 %   74 %   93 %  100 %
+    this code, Viterbi (maximum likelihood)     52 %   81 %   94 %   99 %  100 %  100 %  100 %  100 %
 
-i.e. about 2.2 dB less signal at 99 %, which is what a CRF 28-33 re-encode of moving content leaves. (The
-previous code, RS + Walsh, decided each 16-chip symbol before correcting; Viterbi keeps every chip's soft value to
-the end.) The seven generators are two K = 9 sets: 557, 663, 711 (octal; free distance 18 as a rate-1/3 code) and
+i.e. about 2 dB less signal for the same reading rate, which is what a CRF 28-33 re-encode of moving content
+leaves. (The previous code, RS + Walsh, decided each 16-chip symbol before correcting; Viterbi keeps every chip's
+soft value to the end.) The seven generators are two K = 9 sets: 557, 663, 711 (octal; free distance 18 as a rate-1/3 code) and
 765, 671, 513, 473 (free distance 24 as a rate-1/4 code); together, a rate-1/7 code of free distance 42, whose 728
 output bits are punctured evenly to 704.
 
