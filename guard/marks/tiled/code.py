@@ -12,9 +12,11 @@ simulation (Gaussian chip noise, 200-300 random payloads per point) the payload 
 
 i.e. about 2 dB less signal for the same reading rate, which is what a CRF 28-33 re-encode of moving content
 leaves. (The previous code, RS + Walsh, decided each 16-chip symbol before correcting; Viterbi keeps every chip's
-soft value to the end.) The seven generators are two K = 9 sets: 557, 663, 711 (octal; free distance 18 as a rate-1/3 code) and
-765, 671, 513, 473 (free distance 24 as a rate-1/4 code); together, a rate-1/7 code of free distance 42, whose 728
-output bits are punctured evenly to 704.
+soft value to the end.)
+
+The seven generators are two K = 9 sets: 557, 663, 711 (octal; free distance 18 as a rate-1/3 code) and 765, 671,
+513, 473 (free distance 24 as a rate-1/4 code); together, a rate-1/7 code of free distance 42, whose 728 output bits
+are punctured evenly to 704.
 
 No library is used for the decoder: scikit-commpy 0.8.0 (its last release) fails under NumPy 2 (OverflowError in
 its Trellis) and decodes one word at a time in Python loops; here one vectorised add-compare-select per step
