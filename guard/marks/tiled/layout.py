@@ -3,7 +3,8 @@ over a frame of any size.
 
 The tile is M x M chips of ±1. A key-drawn permutation gives 80 chips to the pilot (the synchronisation signal the
 detector correlates with) and 704 to the payload (the convolutional code's chips, code.py, each also flipped by a
-key-drawn sign). All of it comes from SHAKE-256 of a subkey, so the pattern never changes with a library's random generator.
+key-drawn sign). All of it comes from SHAKE-256 of a subkey, so the pattern never changes with a library's random
+generator.
 
 The chip size is a fixed fraction of the frame's short side (`CHIPS_PER_SHORT_SIDE`) from 720p up, so the mark looks
 the same at any such resolution and a resized copy carries it at the size the detector expects first. From 360p to
