@@ -49,22 +49,25 @@ LOG_NULL_DECODE = -8 * MAC_BYTES * math.log(2)  # log P(a decoded word passes th
 BATCH = 64  # words decoded together (the branch metrics take BATCH x 104 x 256 x 2 floats)
 
 
-def _trellis() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """outputs[state, bit] (±1 per generator), and for each next state its two predecessors and their input bit.
-    The state is the previous 8 bits, newest in the top bit; shifting the new bit in from the top gives the next."""
+def _trellis() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """outputs[state, bit] (±1 per generator), following[state, bit] (the next state), and for each next state its
+    two predecessors and their input bit. The state is the previous 8 bits, newest in the top bit; shifting the new
+    bit in from the top gives the next."""
     outputs = np.zeros((STATES, 2, len(GENERATORS)), dtype=np.float32)
+    following = np.zeros((STATES, 2), dtype=np.int64)
     predecessors: list[list[tuple[int, int]]] = [[] for _ in range(STATES)]
     for state in range(STATES):
         for bit in (0, 1):
             register = (bit << (CONSTRAINT - 1)) | state
             outputs[state, bit] = [1 - 2 * (bin(register & g).count("1") & 1) for g in GENERATORS]
+            following[state, bit] = register >> 1
             predecessors[register >> 1].append((state, bit))
     previous = np.array([[p[0] for p in pair] for pair in predecessors], dtype=np.int64)
     bits = np.array([[p[1] for p in pair] for pair in predecessors], dtype=np.int64)
-    return outputs, previous, bits
+    return outputs, following, previous, bits
 
 
-OUTPUTS, PREVIOUS, INPUT_BIT = _trellis()
+OUTPUTS, FOLLOWING, PREVIOUS, INPUT_BIT = _trellis()
 _CODED = STEPS * len(GENERATORS)  # 728
 _PUNCTURED = {int((j + 0.5) * _CODED / (_CODED - DATA_CHIPS)) for j in range(_CODED - DATA_CHIPS)}
 KEPT = np.array([i for i in range(_CODED) if i not in _PUNCTURED], dtype=np.int64)  # (704,) coded bits sent
@@ -81,7 +84,7 @@ def convolve(bits: np.ndarray) -> np.ndarray:
     state, out = 0, []
     for bit in [int(b) for b in bits] + [0] * (CONSTRAINT - 1):
         out.append(OUTPUTS[state, bit])
-        state = ((bit << (CONSTRAINT - 1)) | state) >> 1
+        state = int(FOLLOWING[state, bit])
     return np.concatenate(out)[KEPT]
 
 
