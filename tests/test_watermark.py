@@ -19,6 +19,7 @@ from guard.errors import InvalidInput, MediaError
 from guard.marks import watermark_method
 from guard.marks.apply import detect_file, detect_frames, stamp_file
 from guard.marks.tiled.code import DATA_CHIPS, LOG_NULL_DECODE, PayloadCode
+from guard.marks.tiled.detect import black_fill, static_fill_mask
 from guard.marks.tiled.layout import chip_size
 from guard.marks.tiled.stats import BENTKUS_C, log_rademacher_tail
 from guard.media import Frame, read_frames
@@ -87,6 +88,37 @@ def test_chips_keep_the_720p_size_below_720p_and_such_clips_are_read_at_their_ow
     assert detection.payload == PAYLOAD and detection.p_value <= 1e-6, detection
     chip = float(re.search(r"chips of ([0-9.]+) working px", detection.note or "").group(1))
     assert chip == pytest.approx(6.0, abs=0.2), detection.note  # read at the size it was marked at, not 3 px
+
+
+def test_rotated_moving_clip_is_read_past_the_black_corners(tmp_path: Path) -> None:
+    """A 5° rotation fills the corners with black whose straight borders stay put while the picture pans; the
+    detector masks that static fill out of its sums (before, its ridge in the autocorrelation made the lattice
+    search pick half the tile's period and this clip gave no payload)."""
+    source = write_clip(synthetic_frames("pan", 640, 360, 36, seed=16), tmp_path / "pan.mp4")
+    marked = tmp_path / "marked.mp4"
+    stamp_file(source, marked, method=watermark_method("hallmark", KEY), payload=PAYLOAD)
+    attacked = ATTACKS["rotate_5"](marked, tmp_path / "rotated")
+    detection = detect_file(attacked, watermark_method("hallmark", KEY))
+    assert detection.payload == PAYLOAD and detection.p_value <= 1e-6, detection
+    assert "angle -5" in (detection.note or "") or "angle -4.9" in (detection.note or ""), detection.note
+
+
+def test_only_black_fill_that_stays_put_is_masked() -> None:
+    """Letterbox bars (black in every frame) are masked with a margin; a black square moving across the picture
+    and a flat grey wall are not."""
+    frames = []
+    for index in range(10):
+        luma = np.full((120, 200), 120.0, dtype=np.float32)
+        luma[:20] = luma[-20:] = 16.0  # letterbox bars
+        luma[50:70, 10 + 15 * index: 30 + 15 * index] = 16.0  # a black square moving right
+        luma[30:90, 150:] = 128.0  # flat grey, not black
+        frames.append(luma)
+    count = sum(black_fill(luma).astype(np.float32) for luma in frames)
+    mask = static_fill_mask(count, len(frames), chip=3.0)
+    assert mask is not None and mask[:20].all() and mask[-20:].all()
+    assert mask[20:22].all() and not mask[40:80].any()  # the bars' edge and its margin; the middle is kept
+    assert static_fill_mask(None, 10, 3.0) is None
+    assert black_fill(np.full((60, 60), 128.0, dtype=np.float32)) is None
 
 
 def _sliding_gradient(width: int, height: int, frames: int) -> list[np.ndarray]:
