@@ -6,6 +6,8 @@ pilot, then read the payload where the pilot points.
    its local energy (so texture and edges do not dominate), then summed. The mark is static, so it
    adds up coherently while moving content averages out. Below 720p this is done twice, once per chip size the
    mark may have there (a copy of a clip marked at 720p or more, or a clip marked at this size: layout.py).
+   Black fill that stays put (rotation corners, letterbox bars) is masked out of the sums: its straight borders
+   would add up like the mark does (`static_fill_mask`).
 2. Lattice candidates, per sum: the size the mark has when the clip was only resized (it is drawn relative to the
    short side from 720p up), or was marked at this size, plus the best lattices (period, angle) found in the
    autocorrelation of the sum, which is how crops (that change the relative size), other resizes and small
