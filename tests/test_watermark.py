@@ -18,6 +18,7 @@ from bench.corpus import synthetic_frames, write_clip
 from guard.errors import InvalidInput, MediaError
 from guard.marks import watermark_method
 from guard.marks.apply import detect_file, detect_frames, stamp_file
+from guard.marks.invisible import Detection
 from guard.marks.tiled.code import DATA_CHIPS, LOG_NULL_DECODE, PayloadCode
 from guard.marks.tiled.detect import black_fill, static_fill_mask
 from guard.marks.tiled.layout import chip_size
@@ -76,15 +77,20 @@ def test_too_short_clip_is_read_but_never_gives_a_wrong_payload(clips: dict[str,
     assert not short.detected and "shorter than 0.5 s" in (short.note or "")
 
 
+def _marked_360p_pan_after(attack: str, tmp_path: Path, frames: int, seed: int) -> Detection:
+    """A 640x360 pan over a natural photograph, marked as the gateway does, attacked, then read."""
+    source = write_clip(synthetic_frames("pan", 640, 360, frames, seed=seed), tmp_path / "360p.mp4")
+    marked = tmp_path / "marked.mp4"
+    stamp_file(source, marked, method=watermark_method("hallmark", KEY), payload=PAYLOAD)
+    attacked = ATTACKS[attack](marked, tmp_path / attack)
+    return detect_file(attacked, watermark_method("hallmark", KEY))
+
+
 def test_chips_keep_the_720p_size_below_720p_and_such_clips_are_read_at_their_own_size(tmp_path: Path) -> None:
     """From 360p to 720p the chip stays 6 px (3 px chips did not survive CRF 28); below 360p it is 1/80 of the side."""
     assert [chip_size(*size) for size in ((1920, 1080), (1280, 720), (854, 480), (640, 360))] == [9.0, 6.0, 6.0, 6.0]
     assert chip_size(256, 256) == pytest.approx(3.2) and chip_size(160, 128) == pytest.approx(1.6)
-    source = write_clip(synthetic_frames("pan", 640, 360, 24, seed=5), tmp_path / "360p.mp4")
-    marked = tmp_path / "marked.mp4"
-    stamp_file(source, marked, method=watermark_method("hallmark", KEY), payload=PAYLOAD)
-    attacked = ATTACKS["h264_crf28"](marked, tmp_path / "crf28")
-    detection = detect_file(attacked, watermark_method("hallmark", KEY))
+    detection = _marked_360p_pan_after("h264_crf28", tmp_path, frames=24, seed=5)
     assert detection.payload == PAYLOAD and detection.p_value <= 1e-6, detection
     chip = float(re.search(r"chips of ([0-9.]+) working px", detection.note or "").group(1))
     assert chip == pytest.approx(6.0, abs=0.2), detection.note  # read at the size it was marked at, not 3 px
@@ -94,11 +100,7 @@ def test_rotated_moving_clip_is_read_past_the_black_corners(tmp_path: Path) -> N
     """A 5° rotation fills the corners with black whose straight borders stay put while the picture pans; the
     detector masks that static fill out of its sums (before, its ridge in the autocorrelation made the lattice
     search pick half the tile's period and this clip gave no payload)."""
-    source = write_clip(synthetic_frames("pan", 640, 360, 36, seed=16), tmp_path / "pan.mp4")
-    marked = tmp_path / "marked.mp4"
-    stamp_file(source, marked, method=watermark_method("hallmark", KEY), payload=PAYLOAD)
-    attacked = ATTACKS["rotate_5"](marked, tmp_path / "rotated")
-    detection = detect_file(attacked, watermark_method("hallmark", KEY))
+    detection = _marked_360p_pan_after("rotate_5", tmp_path, frames=36, seed=16)
     assert detection.payload == PAYLOAD and detection.p_value <= 1e-6, detection
     assert "angle -5" in (detection.note or "") or "angle -4.9" in (detection.note or ""), detection.note
 

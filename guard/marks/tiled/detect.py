@@ -137,9 +137,10 @@ class TiledDetector:
         hypotheses: list[Hypothesis] = []
         folds: dict[tuple[Lattice, bool], np.ndarray] = {}
         zmaps: dict[tuple[Lattice, bool], np.ndarray] = {}
+        fills = {chip: static_fill_mask(self._fill_count, self._frames, chip) for chip in self._chips}
         for (chip, sums), weight in itertools.product(zip(self._chips, self._sums), weights):
             total = sum(s * (1.0 if kind == "key" else weight) for kind, s in sums.items())
-            fill = static_fill_mask(self._fill_count, self._frames, chip)
+            fill = fills[chip]
             if fill is not None:
                 total[fill] = 0.0
             total = total - float(total.mean())
@@ -276,6 +277,8 @@ def black_fill(luma: np.ndarray) -> np.ndarray | None:
     """1 where the frame is flat black (squares of `FILL_SIZE` all at one level no brighter than `FILL_LEVEL`), 0
     elsewhere; None when there is none. The detector counts these per pixel to find the fills that stay put (see
     `static_fill_mask`)."""
+    if int(luma.min()) > FILL_LEVEL:
+        return None  # the common case, decided without the morphology
     kernel = np.ones((FILL_SIZE, FILL_SIZE), np.uint8)
     dark = cv2.dilate(luma, kernel)  # the brightest level in the square around each pixel...
     flat = ((dark <= FILL_LEVEL) & (dark - cv2.erode(luma, kernel) <= 0.5)).astype(np.uint8)  # ...and the spread
