@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -144,6 +145,31 @@ def test_flat_content_reads_back_at_the_stronger_strength_within_the_psnr_budget
     before = frame.y.astype(np.float64)
     watermark_method("hallmark", KEY).embedder(PAYLOAD, 256, 256, 12.0, strength=2.0).apply(frame, 0)
     assert 10 * math.log10(255**2 / np.mean((frame.y - before) ** 2)) >= 42.0
+
+
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+
+
+@pytest.mark.skipif(not (MEDIA / "car-detection.mp4").is_file(), reason="needs ../shared/media")
+def test_default_strength_keeps_real_footage_within_the_quality_budget() -> None:
+    """Camera footage below 720p (768x432, where the activity map is taken at full size) and the same frames at
+    720p: every frame keeps PSNR ≥ 42.5 dB (the embedder's mean-square cap, rounding included) and SSIM ≥ 0.99,
+    and the mark is not a no-op (it does change the picture by about the budget)."""
+    from skimage.metrics import structural_similarity
+
+    for size in [None, (1280, 720)]:
+        for index, frame in enumerate(read_frames(MEDIA / "car-detection.mp4")):
+            if index == 8:
+                break
+            if size is not None:
+                frame = Frame.from_rgb(cv2.resize(frame.to_rgb(), size, interpolation=cv2.INTER_LINEAR))
+            before = frame.y.copy()
+            embedder = watermark_method("hallmark", KEY).embedder(PAYLOAD, frame.width, frame.height, 25.0)
+            embedder.apply(frame, index)
+            mse = float(np.mean((frame.y.astype(np.float64) - before) ** 2))
+            assert mse >= 0.5  # PSNR ≤ 51 dB: the mark is there
+            assert 10 * math.log10(255**2 / mse) >= 42.5
+            assert structural_similarity(before, frame.y, data_range=255) >= 0.99
 
 
 def test_a_method_with_one_strength_refuses_another() -> None:
