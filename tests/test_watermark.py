@@ -20,10 +20,10 @@ from guard.errors import InvalidInput, MediaError
 from guard.marks import watermark_method
 from guard.marks.apply import detect_file, detect_frames, stamp_file
 from guard.marks.invisible import Detection
-from guard.marks.tiled.code import DATA_CHIPS, LOG_NULL_DECODE, PayloadCode
-from guard.marks.tiled.detect import black_fill, static_fill_mask
+from guard.marks.tiled.code import DATA_CHIPS, LIST_SIZE, LOG_NULL_DECODE, PayloadCode, list_viterbi, viterbi
+from guard.marks.tiled.detect import LISTED_PEAKS, black_fill, static_fill_mask
 from guard.marks.tiled.layout import chip_size
-from guard.marks.tiled.stats import BENTKUS_C, log_rademacher_tail
+from guard.marks.tiled.stats import BENTKUS_C, bonferroni_p, decoded_p, log_rademacher_tail
 from guard.media import Frame, read_frames
 from tests.conftest import run_cli
 
@@ -230,6 +230,35 @@ def test_payload_code_corrects_errors_and_rejects_other_keys() -> None:
     assert PayloadCode(bytes(32)).decode(signs) is None
     assert all(d is None for d in code.decode_many(rng.standard_normal((256, DATA_CHIPS)).astype(np.float32)))
     assert math.exp(LOG_NULL_DECODE) == pytest.approx(2.0 ** -32)
+
+
+def test_list_decoder_reads_words_the_plain_decoder_misses_and_never_a_wrong_one() -> None:
+    """Chip SNR 0.5, where one-path Viterbi reads about 4 words in 10: the list decoder's best path is the plain
+    decoder's, and with the MAC picking among 32 paths it reads more of them, never another payload; pure noise
+    still reads nothing."""
+    code = PayloadCode(KEY)
+    rng = np.random.default_rng(5)
+    noisy = (code.encode(PAYLOAD) * 0.5 + rng.standard_normal((24, DATA_CHIPS))).astype(np.float32)
+    plain = code.decode_many(noisy)
+    listed = code.decode_lists(noisy)
+    assert np.array_equal(list_viterbi(noisy[:4], LIST_SIZE)[:, 0], viterbi(noisy[:4]))
+    assert all(d.payload == PAYLOAD for d in listed if d is not None)
+    assert all(b is not None for a, b in zip(plain, listed) if a is not None)  # what plain reads, the list reads
+    assert sum(d is not None for d in listed) >= sum(d is not None for d in plain) + 4
+    assert all(d is None for d in code.decode_lists(rng.standard_normal((16, DATA_CHIPS)).astype(np.float32)))
+
+
+def test_p_value_of_a_decoded_word_counts_the_list_decoder() -> None:
+    """The bound charges the list decoder's extra words: never below the one-word-per-hypothesis bound, never
+    above LIST_SIZE times it, and for a weak pilot (N·P large) only LISTED_PEAKS · (LIST_SIZE - 1) words more."""
+    tested = 75_000
+    for z in (2.0, 3.0, 5.0, 8.0):
+        single = bonferroni_p(log_rademacher_tail(z), tested, LOG_NULL_DECODE)
+        charged = decoded_p(log_rademacher_tail(z), tested, LOG_NULL_DECODE, LISTED_PEAKS, LIST_SIZE)
+        assert single <= charged <= LIST_SIZE * single * (1 + 1e-9)
+    weak = math.exp(log_rademacher_tail(1.0)) * tested
+    assert decoded_p(log_rademacher_tail(1.0), tested, LOG_NULL_DECODE, LISTED_PEAKS, LIST_SIZE) == pytest.approx(
+        2.0 ** -32 * (weak + LISTED_PEAKS * (LIST_SIZE - 1)))
 
 
 def test_tail_bound_is_a_bound() -> None:

@@ -24,7 +24,8 @@ decodes every hypothesis of a clip together (about 0.7 ms per word).
 
 Null model (no mark with this key): the decoded message is then some 96-bit word that does not depend on the MAC
 key, so its last 32 bits match HMAC-SHA256(payload) under the MAC subkey with probability 2^-32 per decoded word.
-That is `LOG_NULL_DECODE`; the detector counts every word it decodes as a hypothesis of its own.
+That is `LOG_NULL_DECODE`; the detector counts every word it checks (up to `LIST_SIZE` per hypothesis with the
+list decoder) in its p-value (stats.decoded_p).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +49,7 @@ STEPS = MESSAGE_BITS + CONSTRAINT - 1  # 104: the message, then 8 zeros that bri
 DATA_CHIPS = 704  # the tile's chips that carry the code (layout.py); 728 coded bits punctured to this
 LOG_NULL_DECODE = -8 * MAC_BYTES * math.log(2)  # log P(a decoded word passes the MAC | no mark) = log 2^-32
 BATCH = 64  # words decoded together (the branch metrics take BATCH x 104 x 256 x 2 floats)
+LIST_SIZE = 32  # paths the list decoder keeps per state (list_viterbi)
 
 
 def _trellis() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -113,6 +116,45 @@ def viterbi(soft: np.ndarray) -> np.ndarray:
     return bits[:, :MESSAGE_BITS]
 
 
+def list_viterbi(soft: np.ndarray, size: int = LIST_SIZE) -> np.ndarray:
+    """The `size` best message paths (B, size, 96), best first, for soft chip values (B, 704): the parallel list
+    Viterbi algorithm (Seshadri & Sundberg 1994), each state keeping its `size` best survivors instead of one.
+
+    With the MAC as the check that picks the right one, this reads words that maximum-likelihood decoding alone
+    gets wrong. Simulated (Gaussian chip noise, 192 random payloads per point), payload recovered:
+
+        chip SNR                      0.45   0.50   0.55
+        Viterbi (one path)            16 %   42 %   83 %
+        list of 8                     31 %   64 %   96 %
+        list of 32                    45 %   74 %   99 %
+
+    about 0.8 dB at 32. It costs about `size` times a plain Viterbi, so the detector runs it only on its strongest
+    hypotheses once plain decoding has failed on all of them."""
+    count = soft.shape[0]
+    full = np.zeros((count, _CODED), dtype=np.float32)
+    full[:, KEPT] = soft
+    branch = np.einsum("btr,sir->btsi", full.reshape(count, STEPS, len(GENERATORS)), OUTPUTS)  # (B, T, S, 2)
+    metric = np.full((count, STATES, size), -np.inf, dtype=np.float32)  # (B, S, rank), best first
+    metric[:, 0, 0] = 0.0
+    choices = np.zeros((count, STEPS, STATES, size), dtype=np.uint8)  # which (predecessor, rank) each survivor took
+    for step in range(STEPS):
+        candidates = (metric[:, PREVIOUS, :] + branch[:, step][:, PREVIOUS, INPUT_BIT][..., None]).reshape(
+            count, STATES, 2 * size)
+        order = np.argsort(-candidates, axis=2, kind="stable")[..., :size]
+        choices[:, step] = order
+        metric = np.take_along_axis(candidates, order, axis=2)
+    rows = np.arange(count)[:, None]
+    state = np.zeros((count, size), dtype=np.int64)  # every path ends in state 0 (the code is terminated)
+    rank = np.tile(np.arange(size), (count, 1))
+    bits = np.zeros((count, size, STEPS), dtype=np.uint8)
+    for step in range(STEPS - 1, -1, -1):
+        choice = choices[rows, step, state, rank].astype(np.int64)
+        predecessor, rank = choice // size, choice % size
+        bits[:, :, step] = INPUT_BIT[state, predecessor]
+        state = PREVIOUS[state, predecessor]
+    return bits[:, :, :MESSAGE_BITS]
+
+
 class PayloadCode:
     def __init__(self, key: bytes) -> None:
         self._mac_key = subkey(key, "tiled-mac")
@@ -134,11 +176,24 @@ class PayloadCode:
         found: list[Decoded | None] = []
         for start in range(0, soft.shape[0], BATCH):
             for row, bits in zip(soft[start:start + BATCH], viterbi(soft[start:start + BATCH])):
-                message = np.packbits(bits).tobytes()
-                payload, mac = message[:PAYLOAD_BYTES], message[PAYLOAD_BYTES:]
-                if not hmac.compare_digest(mac, self._mac(payload)):
-                    found.append(None)
-                    continue
-                overruled = int(np.sum(np.sign(row) != convolve(bits)))
-                found.append(Decoded(payload, overruled))
+                found.append(self._checked(row, [bits]))
         return found
+
+    def decode_lists(self, soft: np.ndarray) -> list[Decoded | None]:
+        """Like `decode_many`, with the list decoder: each row gives the best of its `LIST_SIZE` paths whose MAC
+        matches, or None. Up to LIST_SIZE words are checked per row (the detector's p-value counts them)."""
+        found: list[Decoded | None] = []
+        step = max(1, BATCH * 8 // LIST_SIZE)  # rows per call: the survivors' table takes rows x 104 x 256 x size
+        for start in range(0, soft.shape[0], step):
+            for row, paths in zip(soft[start:start + step], list_viterbi(soft[start:start + step])):
+                found.append(self._checked(row, paths))
+        return found
+
+    def _checked(self, row: np.ndarray, paths: Iterable[np.ndarray]) -> Decoded | None:
+        """The first of these message paths whose MAC matches, as a payload (with how many chips it overruled)."""
+        for bits in paths:
+            message = np.packbits(bits).tobytes()
+            payload, mac = message[:PAYLOAD_BYTES], message[PAYLOAD_BYTES:]
+            if hmac.compare_digest(mac, self._mac(payload)):
+                return Decoded(payload, int(np.sum(np.sign(row) != convolve(bits))))
+        return None
