@@ -134,18 +134,20 @@ def list_viterbi(soft: np.ndarray, size: int = LIST_SIZE) -> np.ndarray:
     full = np.zeros((count, _CODED), dtype=np.float32)
     full[:, KEPT] = soft
     branch = np.einsum("btr,sir->btsi", full.reshape(count, STEPS, len(GENERATORS)), OUTPUTS)  # (B, T, S, 2)
-    metric = np.full((count, STATES, size), -np.inf, dtype=np.float32)  # (B, S, rank), best first
+    metric = np.full((count, STATES, size), -np.inf, dtype=np.float32)  # (B, S, slot): each state's survivors
     metric[:, 0, 0] = 0.0
-    choices = np.zeros((count, STEPS, STATES, size), dtype=np.uint8)  # which (predecessor, rank) each survivor took
+    choices = np.zeros((count, STEPS, STATES, size), dtype=np.uint8)  # which (predecessor, slot) each survivor took
     for step in range(STEPS):
         candidates = (metric[:, PREVIOUS, :] + branch[:, step][:, PREVIOUS, INPUT_BIT][..., None]).reshape(
             count, STATES, 2 * size)
-        order = np.argsort(-candidates, axis=2, kind="stable")[..., :size]
+        # The `size` best of the 2·size candidates, in no particular order (a partition, not a sort: a third
+        # faster); `choices` and `metric` keep the same order, which is all the traceback needs.
+        order = np.argpartition(candidates, size, axis=2)[..., size:]
         choices[:, step] = order
         metric = np.take_along_axis(candidates, order, axis=2)
     rows = np.arange(count)[:, None]
     state = np.zeros((count, size), dtype=np.int64)  # every path ends in state 0 (the code is terminated)
-    rank = np.tile(np.arange(size), (count, 1))
+    rank = np.argsort(-metric[:, 0, :], axis=1, kind="stable")  # its survivors, best first
     bits = np.zeros((count, size, STEPS), dtype=np.uint8)
     for step in range(STEPS - 1, -1, -1):
         choice = choices[rows, step, state, rank].astype(np.int64)
