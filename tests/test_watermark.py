@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench.attacks import ATTACKS, crop_op, encode, resize_to
-from bench.corpus import synthetic_frames, write_clip
+from bench.corpus import MEDIA, synthetic_frames, write_clip
 from guard.errors import InvalidInput, MediaError
 from guard.marks import watermark_method
 from guard.marks.apply import detect_file, detect_frames, stamp_file
@@ -145,9 +145,6 @@ def test_flat_content_reads_back_at_the_stronger_strength_within_the_psnr_budget
     before = frame.y.astype(np.float64)
     watermark_method("hallmark", KEY).embedder(PAYLOAD, 256, 256, 12.0, strength=2.0).apply(frame, 0)
     assert 10 * math.log10(255**2 / np.mean((frame.y - before) ** 2)) >= 42.0
-
-
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 
 @pytest.mark.skipif(not (MEDIA / "car-detection.mp4").is_file(), reason="needs ../shared/media")

@@ -91,13 +91,19 @@ def convolve(bits: np.ndarray) -> np.ndarray:
     return np.concatenate(out)[KEPT]
 
 
+def _branch_metrics(soft: np.ndarray) -> np.ndarray:
+    """(B, T, S, 2): how well each step's output from each state, for each input bit, agrees with soft chip values
+    (B, 704); the punctured bits count as 0 (no evidence either way)."""
+    full = np.zeros((soft.shape[0], _CODED), dtype=np.float32)
+    full[:, KEPT] = soft
+    return np.einsum("btr,sir->btsi", full.reshape(soft.shape[0], STEPS, len(GENERATORS)), OUTPUTS)
+
+
 def viterbi(soft: np.ndarray) -> np.ndarray:
     """Maximum-likelihood message bits (B, 96) for soft chip values (B, 704): the path through the trellis whose
     signs correlate best with them, ending in state 0."""
     count = soft.shape[0]
-    full = np.zeros((count, _CODED), dtype=np.float32)
-    full[:, KEPT] = soft
-    branch = np.einsum("btr,sir->btsi", full.reshape(count, STEPS, len(GENERATORS)), OUTPUTS)  # (B, T, S, 2)
+    branch = _branch_metrics(soft)
     metric = np.full((count, STATES), -np.inf, dtype=np.float32)
     metric[:, 0] = 0.0
     choices = np.zeros((count, STEPS, STATES), dtype=np.uint8)
@@ -131,9 +137,7 @@ def list_viterbi(soft: np.ndarray, size: int = LIST_SIZE) -> np.ndarray:
     about 0.8 dB at 32. It costs about `size` times a plain Viterbi, so the detector runs it only on its strongest
     hypotheses once plain decoding has failed on all of them."""
     count = soft.shape[0]
-    full = np.zeros((count, _CODED), dtype=np.float32)
-    full[:, KEPT] = soft
-    branch = np.einsum("btr,sir->btsi", full.reshape(count, STEPS, len(GENERATORS)), OUTPUTS)  # (B, T, S, 2)
+    branch = _branch_metrics(soft)
     metric = np.full((count, STATES, size), -np.inf, dtype=np.float32)  # (B, S, slot): each state's survivors
     metric[:, 0, 0] = 0.0
     choices = np.zeros((count, STEPS, STATES, size), dtype=np.uint8)  # which (predecessor, slot) each survivor took
