@@ -76,6 +76,12 @@ class Frame:
         return av.VideoFrame.from_ndarray(self.buffer, format="yuv420p")
 
 
+# FFmpeg demuxers that render text or character art as video (a .txt, .nfo or .ans file opens as "tty" and decodes
+# into frames of glyphs). Such a file is not a clip: verifying it would report "no watermark" on something that was
+# never a video, so it is refused like any other unreadable input.
+TEXT_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
+
+
 def _open_for_reading(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise InvalidInput(f"No such file: {path}", hint="Check the path.")
@@ -88,6 +94,12 @@ def _open_for_reading(path: Path) -> av.container.InputContainer:
             f"{path.name} is not a readable video: {exc}",
             hint="Supported inputs are video files FFmpeg can decode (MP4, MOV, M4V, AVI, MKV, WebM, GIF).",
         ) from exc
+    if container.format.name in TEXT_DEMUXERS:
+        container.close()
+        raise MediaError(
+            f"{path.name} is a text file, not a video (FFmpeg would only render its characters as frames).",
+            hint="Supported inputs are video files FFmpeg can decode (MP4, MOV, M4V, AVI, MKV, WebM, GIF).",
+        )
     if not container.streams.video:
         container.close()
         raise MediaError(f"{path.name} has no video stream.", hint="Pass a video file, not audio or an image.")

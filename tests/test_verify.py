@@ -294,6 +294,8 @@ def test_bad_uploads_get_clear_answers(released: Released, tmp_path: Path) -> No
     assert (status, body["code"]) == (422, "unreadable_media") and "empty" in body["detail"]
     status, body = post(np.random.default_rng(1).bytes(50_000))
     assert (status, body["code"]) == (422, "unreadable_media") and "not a readable video" in body["detail"]
+    status, body = post(b"This is a licence, not a video.\n" * 40, name="notes.txt")
+    assert (status, body["code"]) == (422, "unreadable_media")
     status, body = post(released.clip.read_bytes()[:400])
     assert status == 422 and body["code"] == "unreadable_media"
     status, body = post(b"\0" * (8 * 1024 * 1024 + 1))

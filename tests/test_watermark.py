@@ -192,6 +192,10 @@ def test_corrupt_and_truncated_files_give_clear_errors(clips: dict[str, Path]) -
     garbage.write_bytes(os.urandom(4096))
     with pytest.raises(MediaError, match="not a readable video|could not be decoded|no decodable"):
         detect_file(garbage, method)
+    text = clips["dir"] / "notes.txt"  # FFmpeg's "tty" demuxer would render it as frames of glyphs
+    text.write_text("This is a licence, not a video.\n" * 40)
+    with pytest.raises(MediaError, match="text file, not a video"):
+        detect_file(text, method)
     truncated = clips["dir"] / "truncated.mp4"
     truncated.write_bytes(clips["marked"].read_bytes()[:1500])
     with pytest.raises(MediaError):
