@@ -80,6 +80,7 @@ class Frame:
 # into frames of glyphs). Such a file is not a clip: verifying it would report "no watermark" on something that was
 # never a video, so it is refused like any other unreadable input.
 TEXT_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
+SUPPORTED_INPUTS = "Supported inputs are video files FFmpeg can decode (MP4, MOV, M4V, AVI, MKV, WebM, GIF)."
 
 
 def _open_for_reading(path: Path) -> av.container.InputContainer:
@@ -92,13 +93,13 @@ def _open_for_reading(path: Path) -> av.container.InputContainer:
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(
             f"{path.name} is not a readable video: {exc}",
-            hint="Supported inputs are video files FFmpeg can decode (MP4, MOV, M4V, AVI, MKV, WebM, GIF).",
+            hint=SUPPORTED_INPUTS,
         ) from exc
     if container.format.name in TEXT_DEMUXERS:
         container.close()
         raise MediaError(
             f"{path.name} is a text file, not a video (FFmpeg would only render its characters as frames).",
-            hint="Supported inputs are video files FFmpeg can decode (MP4, MOV, M4V, AVI, MKV, WebM, GIF).",
+            hint=SUPPORTED_INPUTS,
         )
     if not container.streams.video:
         container.close()
