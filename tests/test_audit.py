@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from registry import AuditLog, AuditTree, Database
 from registry.audit import AuditCheckpoint, AuditPending, InvalidAuditEvent
@@ -201,6 +201,33 @@ def test_append_is_part_of_the_callers_transaction(database_url: str) -> None:
 
 
 # --- export, verify, tamper, erase ----------------------------------------------------------------------------
+
+def test_an_event_sequenced_while_a_subject_is_read_is_reported_once(database_url: str) -> None:
+    """The integrator moves an event from audit_pending to audit_entries in its own transaction. It is run here right
+    after the reader's first statement: a reader that looked at the two tables in two statements saw the event in
+    neither on PostgreSQL (READ COMMITTED gives each statement a new snapshot)."""
+    database = Database(database_url)
+    database.migrate()
+    with database.session() as session:
+        AuditLog(session).append("test.raced", subject="s1")
+    tree = AuditTree(database.engine)
+    reads: list[str] = []
+
+    def integrate_after_the_first_read(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "audit_" in statement and not reads:
+            reads.append(statement)
+            tree.integrate()
+
+    with database.session() as session:
+        connection = session.connection()
+        event.listen(connection, "after_cursor_execute", integrate_after_the_first_read)
+        events = AuditLog(session).for_subject("s1")
+    assert reads and tree.size() == 1  # the event was sequenced during the read
+    assert [e.kind for e in events] == ["test.raced"]
+    with database.session() as session:
+        assert [(e.index, e.kind) for e in AuditLog(session).for_subject("s1")] == [(0, "test.raced")]
+    database.dispose()
+
 def test_export_verifies_with_the_cli_and_an_independent_rfc6962_check(initialized, tmp_path: Path) -> None:
     populate(initialized)
     export = tmp_path / "export"
