@@ -47,7 +47,8 @@ def record_policy_loaded(hm: Hallmark) -> str:
     carries its policy version; this entry ties that version to when it came into force and to its files."""
     version = hm.policy.version
     with hm.db.session() as session:
-        # Queued events are newer than sequenced ones, so the last queued one wins.
+        # Queued events are newer than sequenced ones, so the last queued one wins. Queued first, then sequenced: an
+        # event the integrator moves between the two reads is then seen by one of them (never by neither).
         latest = session.exec(select(AuditPending.subject).where(AuditPending.kind == "policy.loaded")
                               .order_by(AuditPending.id.desc()).limit(1)).first()  # type: ignore[union-attr]
         if latest is None:
