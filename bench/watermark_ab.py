@@ -14,7 +14,11 @@ Only code that reads the constant through its module sees it: a name another mod
 old value (set it in that module too).
 
 The attacked files are deleted as soon as they have been read; nothing is cached between runs, so both arms always
-measure the code as it stands. With two workers the default (3 attacks) takes about 10 minutes on 2 cores.
+measure the code as it stands. With two workers the default (3 attacks) takes about 10 minutes per arm on 2 cores.
+
+`--detector-only` is for constants only the detector reads: each clip is marked and attacked once and both arms
+read the very same attacked files, which halves the run and keeps the encoders' run-to-run noise out of the
+comparison. It takes constants of the detector module only (`DETECTOR_MODULES`): marking would ignore any other.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import argparse
 import ast
 import importlib
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
@@ -35,6 +41,8 @@ from guard.marks import watermark_method
 from guard.marks.apply import stamp_file
 
 DEFAULT_ATTACKS = ("h264_crf33", "h265_crf28", "combo")  # the attacks still under their targets
+Setting = tuple[str, str, object]  # module, constant, value
+DETECTOR_MODULES = ("guard.marks.tiled.detect",)  # read by detection only (for --detector-only)
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class ClipResult:
     ssim: float
 
 
-def parse_setting(text: str) -> tuple[str, str, object]:
+def parse_setting(text: str) -> Setting:
     """`package.module.NAME=literal` → (module, name, value), refusing names the module does not have."""
     target, sep, literal = text.partition("=")
     module, _, name = target.rpartition(".")
@@ -70,41 +78,59 @@ def parse_setting(text: str) -> tuple[str, str, object]:
     return module, name, value
 
 
-def _apply(settings: list[tuple[str, str, object]]) -> None:
+def _apply(settings: list[Setting]) -> None:
     for module, name, value in settings:
         setattr(importlib.import_module(module), name, value)
 
 
-def _run_clip(task: tuple[Clip, list[str], Path]) -> ClipResult:
-    clip, attacks, work = task
+@contextmanager
+def _applied(settings: list[Setting]) -> Iterator[None]:
+    """The settings in force inside the block, the previous values restored after it."""
+    previous = [(module, name, getattr(importlib.import_module(module), name)) for module, name, _ in settings]
+    _apply(settings)
+    try:
+        yield
+    finally:
+        _apply(previous)
+
+
+def _run_clip(task: tuple[Clip, list[str], Path, list[list[Setting]]]) -> list[ClipResult]:
+    """Mark one clip, attack it, and read each attacked file once per detector arm (one result per arm)."""
+    clip, attacks, work, detectors = task
     method = watermark_method("hallmark", KEY)
     payload = payload_for(clip.name)
     marked = work / f"{clip.name}.mp4"
     stamp_file(clip.path, marked, method=method, payload=payload)
-    reads = {}
+    reads: list[dict[str, Read]] = [{} for _ in detectors]
     for attack in attacks:
         attacked = ATTACKS[attack](marked, work / f"{clip.name}--{attack}")
         try:
-            detection, _ = detect_path(method, attacked)
+            for arm, settings in enumerate(detectors):
+                with _applied(settings):
+                    detection, _ = detect_path(method, attacked)
+                reads[arm][attack] = Read(detection.payload == payload,
+                                          detection.payload is not None and detection.payload != payload)
         finally:
             attacked.unlink(missing_ok=True)
-        reads[attack] = Read(detection.payload == payload,
-                             detection.payload is not None and detection.payload != payload)
     marked.unlink(missing_ok=True)
     psnr, ssim, _ = quality(method, clip, payload)
-    return ClipResult(clip.name, reads, psnr, ssim)
+    return [ClipResult(clip.name, arm_reads, psnr, ssim) for arm_reads in reads]
 
 
-def run_arm(settings: list[tuple[str, str, object]], clips: list[Clip], attacks: list[str],
-            workers: int) -> dict[str, ClipResult]:
+def run_arms(settings: list[Setting], detectors: list[list[Setting]], clips: list[Clip], attacks: list[str],
+             workers: int) -> list[dict[str, ClipResult]]:
+    """Every clip marked and attacked with `settings` in force, then read by each of `detectors` (one result set
+    per detector arm)."""
     with tempfile.TemporaryDirectory(prefix="hallmark-ab-") as work, \
             Pool(workers, initializer=_apply, initargs=(settings,)) as pool:
-        results = {}
-        for result in pool.imap_unordered(_run_clip, [(clip, attacks, Path(work)) for clip in clips]):
-            log(f"  {result.name}: " + " ".join(f"{a}={'ok' if r.recovered else 'MISS'}"
-                                              for a, r in result.reads.items()))
-            results[result.name] = result
-        return results
+        arms: list[dict[str, ClipResult]] = [{} for _ in detectors]
+        for results in pool.imap_unordered(_run_clip, [(clip, attacks, Path(work), detectors) for clip in clips]):
+            log(f"  {results[0].name}: " + " | ".join(" ".join(f"{a}={'ok' if r.recovered else 'MISS'}"
+                                                               for a, r in result.reads.items())
+                                                      for result in results))
+            for arm, result in zip(arms, results):
+                arm[result.name] = result
+        return arms
 
 
 def report(base: dict[str, ClipResult], variant: dict[str, ClipResult], attacks: list[str]) -> str:
@@ -139,19 +165,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), help="comma-separated attack names")
     parser.add_argument("--quick", action="store_true", help="the quick benchmark's 7 clips instead of 48")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--detector-only", action="store_true",
+                        help="the settings change only detection: both arms read the same attacked files")
     args = parser.parse_args(argv)
     if not args.settings:
         raise SystemExit("error: nothing to compare: give at least one --set MODULE.NAME=VALUE")
     settings = [parse_setting(text) for text in args.settings]
+    if args.detector_only and any(module not in DETECTOR_MODULES for module, _, _ in settings):
+        raise SystemExit(f"error: --detector-only takes constants of {', '.join(DETECTOR_MODULES)} only: "
+                         "the clips are marked once, with the code as it is")
     attacks = args.attacks.split(",")
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown:
         raise SystemExit(f"error: unknown attack(s) {', '.join(unknown)}; known: {', '.join(ATTACKS)}")
     clips = build(quick=args.quick)
-    log(f"as is: {len(clips)} clips x {len(attacks)} attacks")
-    base = run_arm([], clips, attacks, args.workers)
-    log("variant: " + ", ".join(args.settings))
-    variant = run_arm(settings, clips, attacks, args.workers)
+    if args.detector_only:
+        log(f"as is | variant ({', '.join(args.settings)}), on the same files: {len(clips)} clips x "
+            f"{len(attacks)} attacks")
+        base, variant = run_arms([], [[], settings], clips, attacks, args.workers)
+    else:
+        log(f"as is: {len(clips)} clips x {len(attacks)} attacks")
+        (base,) = run_arms([], [[]], clips, attacks, args.workers)
+        log("variant: " + ", ".join(args.settings))
+        (variant,) = run_arms(settings, [[]], clips, attacks, args.workers)
     print(f"Variant: {', '.join(f'`{s}`' for s in args.settings)}\n")
     print(report(base, variant, attacks))
 
