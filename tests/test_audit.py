@@ -200,12 +200,10 @@ def test_append_is_part_of_the_callers_transaction(database_url: str) -> None:
     database.dispose()
 
 
-# --- export, verify, tamper, erase ----------------------------------------------------------------------------
-
 def test_an_event_sequenced_while_a_subject_is_read_is_reported_once(database_url: str) -> None:
     """The integrator moves an event from audit_pending to audit_entries in its own transaction. It is run here right
     after the reader's first statement: a reader that looked at the two tables in two statements saw the event in
-    neither on PostgreSQL (READ COMMITTED gives each statement a new snapshot)."""
+    neither (each statement saw its own snapshot)."""
     database = Database(database_url)
     database.migrate()
     with database.session() as session:
@@ -227,6 +225,9 @@ def test_an_event_sequenced_while_a_subject_is_read_is_reported_once(database_ur
     with database.session() as session:
         assert [(e.index, e.kind) for e in AuditLog(session).for_subject("s1")] == [(0, "test.raced")]
     database.dispose()
+
+
+# --- export, verify, tamper, erase ----------------------------------------------------------------------------
 
 def test_export_verifies_with_the_cli_and_an_independent_rfc6962_check(initialized, tmp_path: Path) -> None:
     populate(initialized)

@@ -289,9 +289,10 @@ def whitened_residuals(luma: np.ndarray, chips: list[float]) -> list[np.ndarray]
     bench.watermark_ab --set guard.marks.tiled.detect.ENERGY_FLOOR=0.1`). A tighter reach (0.4 -> 0.25) with the
     floor at 0.02 then read 113 instead of 108 on the same attacked files (CRF 33: 41 vs 38, H.265: 47 vs 46,
     combined: 25 vs 24; none lost or wrongly read; `python -m bench.watermark_ab --detector-only --set
-    guard.marks.tiled.detect.ENERGY_SIGMA=0.25 --set guard.marks.tiled.detect.ENERGY_FLOOR=0.02`). In the same
-    sweep, against 108: reach 0.8 read 92 and 0.18 read 112 (one lost); `COARSE_SIGMA` 0.5 read 111, 0.2 read 107,
-    0.7 (with reach 0.25) 107; `RESIDUAL_CLIP` 2 or 5 changed no read."""
+    guard.marks.tiled.detect.ENERGY_SIGMA=0.25 --set guard.marks.tiled.detect.ENERGY_FLOOR=0.02`). In the sweeps
+    before it (the code as it stood read 108 or 109, the marking's run-to-run noise): reach 0.8 read 92 and 0.18
+    read 112 (one lost); `COARSE_SIGMA` 0.5 read 111, 0.2 read 107, 0.7 (with reach 0.25) 107; `RESIDUAL_CLIP` 2 or 5
+    changed no read."""
     height, width = luma.shape
     # The fine blur and the half-size copy do not depend on the chip size: made once per frame.
     fine = cv2.GaussianBlur(luma, (0, 0), 0.6)
