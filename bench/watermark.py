@@ -33,7 +33,7 @@ from guard.marks import watermark_method
 from guard.marks.apply import stamp_file
 from guard.marks.tiled.code import PayloadCode
 from guard.marks.visible import VisibleMark
-from guard.media import Frame, VideoWriter, probe, read_frames
+from guard.media import Frame, probe, read_frames
 
 KEY = hashlib.sha256(b"hallmark benchmark key").digest()
 WRONG_KEY = hashlib.sha256(b"some other operator").digest()
@@ -292,14 +292,12 @@ def speed_section(directory: Path, quick: bool) -> tuple[str, dict[str, float]]:
 
     def stamping_cost(clip: Path, stem: str) -> tuple[float, float, float]:
         """(stamping s, plain decode + encode s, stamped size / plain size) for one clip."""
-        info = probe(clip)
-        width, height = info.width & ~1, info.height & ~1
 
         def plain() -> None:
-            with VideoWriter(directory / f"{stem}-plain.mp4", width, height, info.fps, crf=18,
-                             preset="medium") as writer:
-                for frame in read_frames(clip):
-                    writer.write(frame)
+            # The same pipeline without the marks, so the ratio is what the marks cost: same decoder, encoder
+            # settings and muxing, audio copied as stamping copies it (a baseline without the audio track did
+            # less work than stamping, beyond the marks, and wrote a smaller file).
+            stamp_file(clip, directory / f"{stem}-plain.mp4", method=None, payload=None)
 
         def stamped() -> None:
             stamp_file(clip, directory / f"{stem}-stamped.mp4", method=method, payload=payload,
@@ -326,7 +324,7 @@ def speed_section(directory: Path, quick: bool) -> tuple[str, dict[str, float]]:
         ["invisible mark, embed per 720p frame (1 core)", f"{embed_ms:.1f} ms", "≤ 10 ms", _met(embed_ms <= 10)],
         ["visible mark per 720p frame (1 core)", f"{visible_ms:.2f} ms", "≤ 2 ms", _met(visible_ms <= 2)],
         [f"stamping {seconds} s of 720p (decode + both marks + x264 CRF 18 medium)", f"{stamp_s:.2f} s", "", ""],
-        ["plain decode + encode, same encoder settings", f"{plain_s:.2f} s", "", ""],
+        ["plain decode + encode: the same pipeline and encoder settings, no marks", f"{plain_s:.2f} s", "", ""],
         ["stamping / plain", f"{stamp_s / plain_s:.2f}x", "≤ 1.2x", _met(stamp_s / plain_s <= 1.2)],
         ["stamped file size / plain file size (synthetic pan)", f"{pan_size:.2f}x", "", ""],
     ]
