@@ -31,9 +31,13 @@ def label_text(style: VisibleMarkStyle, operator: str, short_id: str) -> str:
 class VisibleMark:
     """Blends a pre-rendered label into frames along a path that sweeps the whole picture.
 
-    The path is a Lissajous curve (incommensurate periods of 5.3 s and 3.7 s, phase from the clip id), so over a
+    The path is a Lissajous curve (periods of 5.3 s across and 4.5 s down, phase from the clip id), so over a
     few seconds the label passes through every region of the frame, and a crop that keeps any useful part of the
-    picture keeps the label in some of the frames."""
+    picture keeps the whole label in some of the frames. The periods were chosen for that: with 5.3 s and 3.7 s
+    (before), some clip ids left a crop keeping half of each side without the whole label for 20 s (8 of 40 ids
+    at 1280x720); with 5.3 s and 4.5 s, none of 300 ids did, at 256p to 2160p, 12.5 to 60 fps, for crops keeping
+    half or 70 % of each side anywhere in the frame (13 x 13 offsets). Over 10 s the 70 % crops are all covered,
+    the half-size ones mostly (fewest misses of the pairs tried)."""
 
     def __init__(self, text: str, width: int, height: int, fps: float, *, opacity: float = 0.45,
                  scale: float = 1.0, phase_seed: int = 0) -> None:
@@ -58,7 +62,7 @@ class VisibleMark:
         """Top-left corner of the label in frame `index` (even coordinates, to line up with 4:2:0 chroma)."""
         t = index / self.fps
         fx = 0.5 + 0.5 * math.sin(2 * math.pi * t / 5.3 + self._phase[0])
-        fy = 0.5 + 0.5 * math.sin(2 * math.pi * t / 3.7 + self._phase[1])
+        fy = 0.5 + 0.5 * math.sin(2 * math.pi * t / 4.5 + self._phase[1])
         x = int(fx * (self.width - self.label_w)) & ~1
         y = int(fy * (self.height - self.label_h)) & ~1
         return x, y
