@@ -42,13 +42,14 @@ from guard.marks.tiled.layout import CHIPS_PER_SHORT_SIDE, M, TileLayout, chip_s
 from guard.marks.tiled.stats import bonferroni_p, decoded_p, log_rademacher_tail
 from guard.media import Frame
 
-# The search and the decoding are not what loses the remaining heavy re-encodes: with the whitening below, on the
-# 144 of them (48 corpus clips; python -m bench.watermark_ab --detector-only --set ...), none of these gained a read
-# over 113: ACF_CANDIDATES 5, PEAKS_PER_MAP 4, LISTED_PEAKS 32, WORK_SHORT_SIDE 480 (one lost), ENERGY_SIGMA 0.2,
-# ENERGY_FLOOR 0.01, COARSE_SIGMA 0.4 (one lost); nor did reading every frame of the 24 fps clips
-# (SAMPLES_PER_SECOND 30: 2 gained, 2 lost, against 114 in that run) for twice the time. Nor is a stronger code the answer: in all 31 reads lost, the pilot
-# itself was not found (strongest z 3.1-4.7, inside what unmarked clips score: up to 4.8 in the benchmark), so the
-# decoder never got the mark's alignment. What is lost is the signal: a lossy re-encode keeps too little of the mark.
+# The search and the decoding are not what loses the remaining heavy re-encodes: with the whitening below, on the 144
+# of them (48 corpus clips; python -m bench.watermark_ab --detector-only --set ...), none of these gained a read over
+# 113: ACF_CANDIDATES 5, PEAKS_PER_MAP 4, LISTED_PEAKS 32, WORK_SHORT_SIDE 480 (one lost), ENERGY_SIGMA 0.2,
+# ENERGY_FLOOR 0.01, COARSE_SIGMA 0.4 (one lost); nor did reading every frame of the 24 fps clips (SAMPLES_PER_SECOND
+# 30: 2 gained, 2 lost, against 114 in that run) for twice the time. Nor is a stronger code the answer: in all 31
+# reads lost, the pilot itself was not found (strongest z 3.1-4.7, inside what unmarked clips score: up to 4.8 in the
+# benchmark), so the decoder never got the mark's alignment. What is lost is the signal: a lossy re-encode keeps too
+# little of the mark.
 THRESHOLD = 1e-6  # detection when the p-value is at most this (false positives per clip ≤ 1e-6)
 WORK_SHORT_SIDE = 360
 MIN_WORK_SHORT_SIDE = 48
