@@ -42,7 +42,7 @@ class Frame:
     __slots__ = ("buffer", "height", "key", "width")
 
     def __init__(self, buffer: np.ndarray, key: bool = True) -> None:
-        self.buffer = buffer
+        self.buffer = np.ascontiguousarray(buffer)  # the plane views below are views of its flat memory
         self.height = buffer.shape[0] * 2 // 3
         self.width = buffer.shape[1]
         self.key = key
@@ -61,13 +61,20 @@ class Frame:
 
     @property
     def u(self) -> np.ndarray:
-        h, w = self.height, self.width
-        return self.buffer[h : h + h // 4].reshape(h // 2, w // 2)
+        return self._chroma(0)
 
     @property
     def v(self) -> np.ndarray:
+        return self._chroma(1)
+
+    def _chroma(self, plane: int) -> np.ndarray:
+        """The U (0) or V (1) plane. They follow the luma in the flat buffer, U then V, each (H/2) x (W/2): taken
+        from the flat memory rather than as whole rows of the buffer, because when H/2 is odd (a 1080x1350 or
+        480x270 frame) a chroma plane ends half-way through a row."""
         h, w = self.height, self.width
-        return self.buffer[h + h // 4 :].reshape(h // 2, w // 2)
+        size = (h // 2) * (w // 2)
+        start = h * w + plane * size
+        return self.buffer.reshape(-1)[start : start + size].reshape(h // 2, w // 2)
 
     def to_rgb(self) -> np.ndarray:
         return self.to_video_frame().to_ndarray(format="rgb24")

@@ -4,11 +4,14 @@ avoids; cheap enough per frame."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from guard.marks import VisibleMark, VisibleMarkStyle, label_text
+from bench.attacks import encode
+from guard.marks import VisibleMark, VisibleMarkStyle, label_text, watermark_method
+from guard.marks.apply import detect_file, stamp_file
 from guard.media import Frame
 
 
@@ -69,3 +72,29 @@ def test_visible_mark_costs_under_2_ms_per_720p_frame() -> None:
         mark.apply(frame, i)
     per_frame = (time.perf_counter() - start) / 60
     assert per_frame < 0.004  # target 2 ms (measured by bench.watermark); slack here for a loaded test machine
+
+
+def test_frames_whose_chroma_height_is_odd_are_stamped_end_to_end(tmp_path: Path) -> None:
+    """480x270 (like 1080x1350, a common portrait size): each chroma plane is 135 rows and ends half-way through a
+    row of the frame's buffer. The label must pull the chroma under it to grey there too, and the clip must stamp,
+    encode and read back (it raised a ValueError before)."""
+    red = np.zeros((270, 480, 3), np.uint8)
+    red[..., 0] = 200
+    frame = Frame.from_rgb(red)
+    assert frame.u.shape == frame.v.shape == (135, 240)
+    assert abs(int(np.median(frame.v)) - 128) > 40  # red: V far from neutral
+    mark = VisibleMark("AI-generated", 480, 270, 24.0, opacity=0.9)
+    mark.apply(frame, 0)
+    x, y = mark.position(0)
+    under = frame.v[y // 2 : (y + mark.label_h) // 2, x // 2 : (x + mark.label_w) // 2]
+    assert int(np.abs(under.astype(int) - 128).min()) < 10  # pulled to grey where the label covers it
+    assert abs(int(frame.v[-1, -1]) - int(np.median(Frame.from_rgb(red).v))) <= 1  # and untouched elsewhere
+
+    rng = np.random.default_rng(7)
+    source = encode((Frame.from_rgb(np.clip(red + rng.normal(0, 20, red.shape), 0, 255).astype(np.uint8))
+                     for _ in range(24)), tmp_path / "source.mp4", 24.0)
+    method = watermark_method("hallmark", bytes(range(32)))
+    marked = tmp_path / "marked.mp4"
+    assert stamp_file(source, marked, method=method, payload=bytes.fromhex("0123456789abcdef"),
+                      visible_label="AI-generated") == 24
+    assert detect_file(marked, method).payload == bytes.fromhex("0123456789abcdef")
