@@ -228,7 +228,6 @@ def test_an_event_sequenced_while_a_subject_is_read_is_reported_once(database_ur
 
 
 # --- export, verify, tamper, erase ----------------------------------------------------------------------------
-
 def test_export_verifies_with_the_cli_and_an_independent_rfc6962_check(initialized, tmp_path: Path) -> None:
     populate(initialized)
     export = tmp_path / "export"

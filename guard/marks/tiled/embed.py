@@ -56,7 +56,7 @@ SSIM_LOSS = 0.006  # per-patch SSIM loss aimed at (mean SSIM ≈ 0.994 before en
 C2 = (0.03 * 255.0) ** 2
 CEILING = 6.0
 MEAN_SQUARE = 3.4  # levels²; 10·log10(255² / (3.4 + 1/12)) = 42.7 dB
-ACTIVITY_SHORT_SIDE = 360  # the working copy's short side is at most this (and more than half of it)
+ACTIVITY_SHORT_SIDE = 360  # the working copy's short side: at most this, and more than half of it if the frame's is
 SSIM_WINDOW = 7  # skimage's default SSIM window, in full-resolution pixels
 
 
