@@ -150,7 +150,7 @@ def test_flat_content_reads_back_at_the_stronger_strength_within_the_psnr_budget
 @pytest.mark.skipif(not (MEDIA / "car-detection.mp4").is_file(), reason="needs ../shared/media")
 def test_default_strength_keeps_real_footage_within_the_quality_budget() -> None:
     """Camera footage below 720p (768x432, where the activity map is taken at full size) and the same frames at
-    720p: every frame keeps PSNR ≥ 42.5 dB (the embedder's mean-square cap, rounding included) and SSIM ≥ 0.99,
+    720p: every frame keeps PSNR ≥ 42 dB (the embedder's mean-square cap, rounding included) and SSIM ≥ 0.99,
     and the mark is not a no-op (it does change the picture by about the budget)."""
     from skimage.metrics import structural_similarity
 
@@ -165,8 +165,23 @@ def test_default_strength_keeps_real_footage_within_the_quality_budget() -> None
             embedder.apply(frame, index)
             mse = float(np.mean((frame.y.astype(np.float64) - before) ** 2))
             assert mse >= 0.5  # PSNR ≤ 51 dB: the mark is there
-            assert 10 * math.log10(255**2 / mse) >= 42.5
+            assert 10 * math.log10(255**2 / mse) >= 42.0
             assert structural_similarity(before, frame.y, data_range=255) >= 0.99
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1280, 720), (1920, 1080)])
+def test_the_psnr_cap_holds_on_the_rounded_change_where_texture_would_take_more(size: tuple[int, int]) -> None:
+    """Busy texture (scikit-image's gravel) asks for more than the budget everywhere: the cap then binds, measured
+    on the change as added (rounded to whole levels, upsampled from the working copy at 720p and 1080p), so each
+    frame lands at about 42.2 dB (42.15-42.37 measured), neither over the 42 dB budget nor far under it."""
+    import skimage.data
+
+    gravel = cv2.resize(skimage.data.gravel(), size, interpolation=cv2.INTER_LINEAR)
+    frame = Frame.from_rgb(np.repeat(gravel[:, :, None], 3, axis=2))
+    before = frame.y.astype(np.float64)
+    watermark_method("hallmark", KEY).embedder(PAYLOAD, size[0], size[1], 25.0).apply(frame, 0)
+    psnr = 10 * math.log10(255**2 / np.mean((frame.y - before) ** 2))
+    assert 42.05 <= psnr <= 42.6, psnr
 
 
 def test_a_method_with_one_strength_refuses_another() -> None:

@@ -28,7 +28,7 @@ def embed(
                                         help="Size of the visible label, 1.0 = 4.5 % of the short side."),
     strength: float = typer.Option(1.0, "--strength", min=0.25, max=4.0,
                                    help="Invisible mark strength; 2 for flat content (smooth gradients, blank "
-                                        "skies) that does not read back at 1. PSNR stays >= 42.5 dB."),
+                                        "skies) that does not read back at 1. PSNR stays >= 42.2 dB."),
 ) -> None:
     """Embed the invisible watermark (keyed with this operator's secret) and write an MP4, keeping audio."""
     payload_bytes = parse_payload_hex(payload)

@@ -30,7 +30,7 @@ class HallmarkTiled:
     soft_binding_alg = "org.hallmark.video.2"
     threshold = THRESHOLD
     # What the gateway tries, in order, until the mark reads back from the encoded clip: the default, then a
-    # stronger pass for content too flat to carry it (see embed.py; PSNR stays ≥ 42.5 dB at both).
+    # stronger pass for content too flat to carry it (see embed.py; PSNR stays ≥ 42.2 dB at both).
     strengths = (1.0, 2.0)
 
     def __init__(self, key: bytes) -> None:
