@@ -21,7 +21,7 @@ from guard.marks import watermark_method
 from guard.marks.apply import detect_file, detect_frames, stamp_file
 from guard.marks.invisible import Detection
 from guard.marks.tiled.code import DATA_CHIPS, LIST_SIZE, LOG_NULL_DECODE, PayloadCode, list_viterbi, viterbi
-from guard.marks.tiled.detect import LISTED_PEAKS, black_fill, static_fill_mask
+from guard.marks.tiled.detect import LISTED_PEAKS, black_fill, find_lattices, static_fill_mask
 from guard.marks.tiled.layout import chip_size
 from guard.marks.tiled.stats import BENTKUS_C, bonferroni_p, decoded_p, log_rademacher_tail
 from guard.media import Frame, read_frames
@@ -129,6 +129,30 @@ def _sliding_gradient(width: int, height: int, frames: int) -> list[np.ndarray]:
     ramp = np.linspace(0, 255, width, dtype=np.float32)
     return [np.repeat(np.roll(ramp, 8 * i)[None, :, None], height, 0).repeat(3, 2).astype(np.uint8)
             for i in range(frames)]
+
+
+def _weak_tile_under(clutter: np.ndarray, period: int, seed: int = 1) -> np.ndarray:
+    """A residual sum: a faint random tile of `period` pixels (as the mark leaves) under stronger clutter."""
+    tile = np.random.default_rng(seed).choice([-1.0, 1.0], size=(period, period))
+    height, width = clutter.shape
+    mark = np.tile(tile, (height // period + 1, width // period + 1))[:height, :width]
+    noise = np.random.default_rng(seed + 1).normal(size=clutter.shape)
+    return 0.35 * mark + noise + clutter
+
+
+def _has_period(lattices: list, period: float) -> bool:
+    return any(abs(math.log(lattice.period / period)) < 0.01 and abs(lattice.angle) < math.radians(0.5)
+               for lattice in lattices)
+
+
+def test_lattice_search_sees_past_a_codec_block_grid() -> None:
+    """A re-encode leaves a static 16 px block grid in every frame, which sums up like the mark; notched out of the
+    autocorrelation, it no longer hides the tile's lattice (here 84 px, found only through the autocorrelation)."""
+    ys, xs = np.mgrid[0:288, 0:512]
+    grid = 1.2 * (((xs % 16) == 0) | ((ys % 16) == 0)).astype(np.float64)
+    total = _weak_tile_under(grid, 84)
+    assert not _has_period(find_lattices(total, 1.8, block=None), 84.0)
+    assert _has_period(find_lattices(total, 1.8, block=(16.0, 16.0)), 84.0)
 
 
 def test_flat_content_reads_back_at_the_stronger_strength_within_the_psnr_budget(tmp_path: Path) -> None:
