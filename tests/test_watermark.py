@@ -88,9 +88,9 @@ def _marked_360p_pan_after(attack: str, tmp_path: Path, frames: int, seed: int) 
 
 
 def test_chips_keep_the_720p_size_below_720p_and_such_clips_are_read_at_their_own_size(tmp_path: Path) -> None:
-    """From 360p to 720p the chip stays 6 px (3 px chips did not survive CRF 28); below 360p it is 1/80 of the side."""
+    """From 360p to 720p the chip stays 6 px (3 px chips did not survive CRF 28); below 360p it is 1/60 of the side."""
     assert [chip_size(*size) for size in ((1920, 1080), (1280, 720), (854, 480), (640, 360))] == [9.0, 6.0, 6.0, 6.0]
-    assert chip_size(256, 256) == pytest.approx(3.2) and chip_size(160, 128) == pytest.approx(1.6)
+    assert chip_size(480, 270) == pytest.approx(4.5) and chip_size(256, 256) == pytest.approx(256 / 60)
     detection = _marked_360p_pan_after("h264_crf28", tmp_path, frames=24, seed=5)
     assert detection.payload == PAYLOAD and detection.p_value <= 1e-6, detection
     chip = float(re.search(r"chips of ([0-9.]+) working px", detection.note or "").group(1))
