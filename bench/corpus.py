@@ -21,7 +21,7 @@ from guard.media import Frame, probe, read_frames
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "out"
 MEDIA = (ROOT.parent.parent / "shared" / "media").resolve()
-RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
+RESOLUTIONS = {"180p": (320, 180), "270p": (480, 270), "360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 KINDS = ("pan", "zoom", "gradient", "dark", "motion")
 IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "immunohistochemistry",
           "camera", "coins", "moon", "grass", "gravel", "brick", "clock", "cell", "cat")
@@ -141,6 +141,14 @@ def synthetic_clips(per_kind: dict[str, int], seconds: float, directory: Path) -
                     write_clip(synthetic_frames(kind, width, height, int(round(seconds * FPS)), seed), path)
                 clips.append(Clip(name, kind, resolution, path))
     return clips
+
+
+def small_frames(directory: Path | None = None) -> list[Clip]:
+    """One synthetic clip of every kind at 270p and at 180p: frames below 360p, where the mark has the fewest
+    pixels to live in (benchmarked on their own, beside the corpus of `build`)."""
+    directory = directory or OUT / "corpus"
+    directory.mkdir(parents=True, exist_ok=True)
+    return synthetic_clips({"270p": 1, "180p": 1}, 3.0, directory)
 
 
 def build(*, quick: bool, directory: Path | None = None) -> list[Clip]:
