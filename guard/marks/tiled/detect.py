@@ -52,7 +52,12 @@ from guard.media import Frame
 # 30: 2 gained, 2 lost, against 114 in that run) for twice the time. Nor is a stronger code the answer: in all 31
 # reads lost, the pilot itself was not found (strongest z 3.1-4.7, inside what unmarked clips score: up to 4.8 in the
 # benchmark), so the decoder never got the mark's alignment. What is lost is the signal: a lossy re-encode keeps too
-# little of the mark.
+# little of the mark. (Later the search did lose some of the combined attack, to codec block grids and pans: see
+# `block_notch`.) The noise that drowns it is mostly the picture's own texture, not the codec: on a 360p pan at CRF 33
+# the key frame's chips correlated 0.23 with the tile, the same frame's mark alone (marked minus unmarked, both
+# re-encoded) 0.62. Subtracting each frame's neighbours, warped onto it by dense optical flow, took most of that
+# texture away (band RMS 13 -> 5.7 levels) and gained nothing on six clips: a re-encode's predicted frames carry
+# their key frame's mark moved along with the content, so the warped neighbours predicted the mark too.
 THRESHOLD = 1e-6  # detection when the p-value is at most this (false positives per clip ≤ 1e-6)
 WORK_SHORT_SIDE = 360
 MIN_WORK_SHORT_SIDE = 48
