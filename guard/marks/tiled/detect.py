@@ -11,10 +11,10 @@ pilot, then read the payload where the pilot points.
 2. Lattice candidates, per sum: the size the mark has when the clip was only resized (it is drawn relative to the
    short side from 720p up), or was marked at this size, plus the best lattices (period, angle) found in the
    autocorrelation of the sum, which is how crops (that change the relative size), other resizes and small
-   rotations are recovered. The codec's block grid is notched out of that autocorrelation first, and two of the
-   candidates are scored on off-axis lattice points only, so that neither a re-encode's static block edges nor a
-   pan's content repeating along its motion pass for the tile (`block_notch`, `_lattice_scores`). Candidates depend
-   on the content only, never on the key.
+   rotations are recovered. The codec's block grid is notched out of that autocorrelation first, and two more
+   candidates are scored on off-axis lattice points only, so that a re-encode's static block edges and a pan's
+   content repeating along its motion pass less often for the tile (`block_notch`, `_lattice_scores`). Candidates
+   depend on the content only, never on the key.
 3. For each candidate and for the mirrored tile (horizontal flip): fold the sum modulo the lattice into one tile
    (two bins per chip), correlate circularly with the pilot (FFT) and normalise each shift to a z-score whose tail
    under the null is bounded by `stats.log_rademacher_tail`.
@@ -429,8 +429,9 @@ def _lattice_scores(acf: np.ndarray, variance: float, shape: tuple[int, int], pe
                     angles: np.ndarray, reach: int, off_axis: bool = False) -> np.ndarray:
     """Score of every (period, angle): the autocorrelation summed over the lattice's points (one half-plane,
     within the picture), divided by its null standard deviation. With `off_axis`, only the points off the lattice's
-    two axes count: a pattern repeated along one direction only (a pan's content, summed over frames sampled at a
-    steady step, repeats at that step along the motion) then scores nothing."""
+    two axes count. A pattern repeated along one direction (a pan's content, summed over frames sampled at a steady
+    step, repeats at that step along the motion) wins the full score for lattices with an axis along the motion,
+    through that axis's points alone; off the axes it adds nothing to them."""
     height, width = shape
     ks, ls = np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1), indexing="ij")
     half = (ks > 0) | ((ks == 0) & (ls > 0))
@@ -454,8 +455,8 @@ def _lattice_scores(acf: np.ndarray, variance: float, shape: tuple[int, int], pe
 def find_lattices(total: np.ndarray, chip: float, weight: float = 1.0,
                   block: tuple[float, float] | None = None) -> list[Lattice]:
     """The best lattices in the autocorrelation: `ACF_CANDIDATES` by the score over all lattice points, then
-    `OFF_AXIS_CANDIDATES` more by the score over the off-axis points only (which a repetition along one direction
-    cannot mimic, see `_lattice_scores`)."""
+    `OFF_AXIS_CANDIDATES` more by the score over the off-axis points only (which a repetition along a lattice's own
+    axis cannot raise, see `_lattice_scores`)."""
     resize_period = M * chip
     acf, variance = autocorrelation(total, block)
     lo, hi = SCALE_RANGE[0] * resize_period, SCALE_RANGE[1] * resize_period

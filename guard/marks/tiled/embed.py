@@ -131,8 +131,9 @@ class TiledEmbedder:
         # The cap is on the change as added, i.e. rounded to whole levels, which adds more than the 1/12 level² of
         # uniform rounding and not smoothly: a flat area's change of about 0.6 level becomes a whole level, or
         # nothing once scaled below 0.5. So the largest scale that keeps the rounded change under the cap is
-        # bracketed and bisected (at most `CAP_STEPS` evaluations, each one pass over the working copy).
-        # convertScaleAbs gives |rint(delta)|, all a square needs.
+        # bracketed and bisected (at most `CAP_STEPS` evaluations, each one pass over the working copy); should no
+        # step fit, which no frame has needed, the frame stays unmarked rather than over the budget (the gateway's
+        # read-back of the whole clip would then notice). convertScaleAbs gives |rint(delta)|, all a square needs.
         if self._rounded_mean_square(delta, share) > MEAN_SQUARE:
             exact = cv2.norm(delta, cv2.NORM_L2SQR) * share
             low, high = 0.0, 1.0
