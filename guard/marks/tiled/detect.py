@@ -320,8 +320,8 @@ def whitened_residuals(luma: np.ndarray, chips: list[float]) -> list[np.ndarray]
     matched-filter weighting: where the embedder's ceiling binds, the mark's share of the residual falls as the
     texture grows) read 37 of the combined attack's 48 instead of 34 (gained real-asl-book, -hungry and -milk), lost
     zoom-360p-2 under H.264 CRF 33 (45 vs 46) and changed no H.265 CRF 28, H.264 CRF 28 or 70 % crop read (detector-
-    only A/B on the same files, no wrong payload); the power 2 read 31 of the combined attack (1 gained, 4 lost). It
-    needs the full benchmark (false positives included) before it lands, and a look at 1.25."""
+    only A/B on the same files, no wrong payload); the power 1.25 read exactly the same, the power 2 read 31 of the
+    combined attack (1 gained, 4 lost). It needs the full benchmark (false positives included) before it lands."""
     height, width = luma.shape
     # The fine blur and the half-size copy do not depend on the chip size: made once per frame.
     fine = cv2.GaussianBlur(luma, (0, 0), 0.6)
