@@ -406,10 +406,22 @@ def side_by_side_png(path: Path) -> Path:
 
 
 # --- the report ----------------------------------------------------------------------------------------------------
+def _label_and_target(attack: str) -> tuple[str, float]:
+    """An attack's row label and target recovery rate ("none" is the marked clip as released)."""
+    if attack in ATTACKS:
+        return ATTACKS[attack].label, ATTACKS[attack].target
+    return "none (marked clip as released, CRF 18)", 0.99
+
+
+def _rate(outcomes: list[Outcome]) -> float:
+    """Exact payload recovery rate (0 when nothing was read)."""
+    return float(np.mean([o.recovered for o in outcomes])) if outcomes else 0.0
+
+
 def cell(outcomes: list[Outcome]) -> str:
     if not outcomes:
         return "–"
-    rate = np.mean([o.recovered for o in outcomes])
+    rate = _rate(outcomes)
     accuracy = np.mean([o.bit_accuracy for o in outcomes])
     return f"{100 * rate:.0f} % · {accuracy:.2f} (n={len(outcomes)})"
 
@@ -474,12 +486,9 @@ def main(argv: list[str] | None = None) -> None:
     header = ["attack", "target", *[f"{n}" for n in names], "Hallmark meets target"]
     rows = []
     for attack in attacks:
-        target = ATTACKS[attack].target if attack in ATTACKS else 0.99
-        label = ATTACKS[attack].label if attack in ATTACKS else "none (marked clip as released, CRF 18)"
-        hallmark = stats["Hallmark"].outcomes[attack]
-        rate = np.mean([o.recovered for o in hallmark]) if hallmark else 0.0
+        label, target = _label_and_target(attack)
         rows.append([label, f"≥ {100 * target:.0f} %", *[cell(stats[n].outcomes[attack]) for n in names],
-                     _met(rate >= target)])
+                     _met(_rate(stats["Hallmark"].outcomes[attack]) >= target)])
     quality_rows = [[n, f"{np.mean(stats[n].psnr):.1f} dB (min {np.min(stats[n].psnr):.1f})",
                      f"{np.mean(stats[n].ssim):.4f} (min {np.min(stats[n].ssim):.4f})",
                      f"{np.median(stats[n].embed_ms):.1f}", len(stats[n].psnr)] for n in names if stats[n].psnr]
@@ -487,11 +496,9 @@ def main(argv: list[str] | None = None) -> None:
     per_kind = _per_kind(clips, hallmark_stats)
     small_rows = []
     for attack in attacks:
+        label, target = _label_and_target(attack)
         outcomes = small_stats.outcomes[attack]
-        target = ATTACKS[attack].target if attack in ATTACKS else 0.99
-        label = ATTACKS[attack].label if attack in ATTACKS else "none (marked clip as released, CRF 18)"
-        small_rows.append([label, f"≥ {100 * target:.0f} %", cell(outcomes),
-                           _met(np.mean([o.recovered for o in outcomes]) >= target)])
+        small_rows.append([label, f"≥ {100 * target:.0f} %", cell(outcomes), _met(_rate(outcomes) >= target)])
     body = f"""
 Corpus: {len(clips)} clips of 3 s ({sum(c.kind == 'real' for c in clips)} real clips from ../shared/media at their
 own sizes, the rest synthetic: pans, zooms, flat gradients, dark scenes and fast motion over scikit-image's natural
