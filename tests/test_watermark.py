@@ -21,7 +21,8 @@ from guard.marks import watermark_method
 from guard.marks.apply import detect_file, detect_frames, stamp_file
 from guard.marks.invisible import Detection
 from guard.marks.tiled.code import DATA_CHIPS, LIST_SIZE, LOG_NULL_DECODE, PayloadCode, list_viterbi, viterbi
-from guard.marks.tiled.detect import LISTED_PEAKS, black_fill, find_lattices, static_fill_mask
+from guard.marks.tiled import detect as tiled_detect
+from guard.marks.tiled.detect import LISTED_PEAKS, black_fill, find_lattices, static_fill_mask, whitened_residuals
 from guard.marks.tiled.layout import chip_size
 from guard.marks.tiled.stats import BENTKUS_C, bonferroni_p, decoded_p, log_rademacher_tail
 from guard.media import Frame, read_frames
@@ -153,6 +154,31 @@ def test_lattice_search_sees_past_a_codec_block_grid() -> None:
     total = _weak_tile_under(grid, 84)
     assert not _has_period(find_lattices(total, 1.8, block=None), 84.0)
     assert _has_period(find_lattices(total, 1.8, block=(16.0, 16.0)), 84.0)
+
+
+def _mark_share_after_whitening(luma: np.ndarray, mark: np.ndarray, chip: float) -> float:
+    """Normalised correlation of the whitened residual with the mark's own band (what the detector's sums build)."""
+    residual = whitened_residuals(luma, [chip])[0]
+    band = mark - cv2.GaussianBlur(mark, (0, 0), 0.6 * chip)
+    return float((residual * band).sum() / (np.linalg.norm(residual) * np.linalg.norm(band)))
+
+
+def test_whitening_weights_strong_texture_down_where_the_mark_is_a_smaller_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedder's ceiling holds the mark to a few levels even on strong texture, so there the mark is a smaller
+    share of the residual; dividing by the local RMS to a power above 1 lets the quiet half vote more. Half the frame
+    is texture 25x stronger than the other, the mark the same ±1.5 levels on both."""
+    rng = np.random.default_rng(7)
+    height, width, chip = 360, 640, 6
+    signs = rng.choice([-1.0, 1.0], size=(height // chip + 1, width // chip + 1))
+    mark = (1.5 * np.kron(signs, np.ones((chip, chip))))[:height, :width].astype(np.float32)
+    texture = cv2.GaussianBlur(rng.normal(0.0, 1.0, (height, width)).astype(np.float32), (0, 0), 1.2)
+    texture *= np.where(np.arange(width) < width // 2, 1.0, 25.0).astype(np.float32) / texture.std()
+    luma = (128.0 + texture + mark).astype(np.float32)
+    shipped = _mark_share_after_whitening(luma, mark, float(chip))
+    monkeypatch.setattr(tiled_detect, "ENERGY_POWER", 1.0)
+    equal_weights = _mark_share_after_whitening(luma, mark, float(chip))
+    assert shipped > 1.2 * equal_weights > 0.3
 
 
 def test_flat_content_reads_back_at_the_stronger_strength_within_the_psnr_budget(tmp_path: Path) -> None:
