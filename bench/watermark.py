@@ -437,7 +437,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-only", action="store_true",
                         help="only run the memory measurement (5-minute 720p clip) and keep its table for the "
                         "next full or quick run")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only run the speed measurement and print its table (to measure it again when the "
+                        "full run's speed pass met outside load)")
     args = parser.parse_args(argv)
+    if args.speed_only:
+        print(speed_section(OUT / "speed", args.quick)[0])
+        return
     memory_table = OUT / "memory.md"
     if args.memory_only:
         memory_table.parent.mkdir(parents=True, exist_ok=True)
