@@ -4,8 +4,9 @@ pilot, then read the payload where the pilot points.
 1. Each sampled frame's luma is brought to a working size (short side ≤ 360), band-passed around the chip scale
    (a tight band: after a lossy re-encode the picture's low frequencies are what drowns the mark) and divided by
    its local energy (so texture and edges do not dominate; at two powers of it, each summed apart), then summed.
-   The mark is static, so it adds up coherently while moving content averages out. Below 720p this is done twice, once per chip size the
-   mark may have there (a copy of a clip marked at 720p or more, or a clip marked at this size: layout.py).
+   The mark is static, so it adds up coherently while moving content averages out. Below 720p this is done twice,
+   once per chip size the mark may have there (a copy of a clip marked at 720p or more, or a clip marked at this
+   size: layout.py).
    Black fill that stays put (rotation corners, letterbox bars) is masked out of the sums: its straight borders
    would add up like the mark does (`static_fill_mask`).
 2. Lattice candidates, per sum: the size the mark has when the clip was only resized (it is drawn relative to the
@@ -180,8 +181,8 @@ class TiledDetector:
         folds: dict[tuple[Lattice, bool], np.ndarray] = {}
         zmaps: dict[tuple[Lattice, bool], np.ndarray] = {}
         fills = {chip: static_fill_mask(self._fill_count, self._frames, chip) for chip in self._chips}
-        sums_by_kind = zip(itertools.product(self._chips, self._powers), self._sums)
-        for ((chip, power), sums), weight in itertools.product(sums_by_kind, weights):
+        labelled_sums = zip(itertools.product(self._chips, self._powers), self._sums)
+        for ((chip, power), sums), weight in itertools.product(labelled_sums, weights):
             total = sum(s * (1.0 if kind == "key" else weight) for kind, s in sums.items())
             fill = fills[chip]
             if fill is not None:
@@ -306,9 +307,10 @@ def _kernel_spectrum(size: int, q: int) -> np.ndarray:
 
 
 def whitened_residuals(luma: np.ndarray, chips: list[float], powers: tuple[float, ...]) -> list[np.ndarray]:
-    """For each chip size and each power (chip-major): band-pass around the chip scale, divided by the local residual energy and clipped, so
-    that every region of the picture votes with about the same weight. The wide blurs run on half- and quarter-size
-    copies (they are smooth, so nothing is lost), which keeps a frame at the working size to a few milliseconds.
+    """For each chip size and each power (chip-major): band-pass around the chip scale, divided by the local
+    residual energy and clipped, so that every region of the picture votes with about the same weight. The wide
+    blurs run on half- and quarter-size copies (they are smooth, so nothing is lost), which keeps a frame at the
+    working size to a few milliseconds.
 
     The band's lower edge (`COARSE_SIGMA`) and the energy's reach (`ENERGY_SIGMA`) are tight, and the energy floor
     (`ENERGY_FLOOR`) low: after a lossy re-encode the mark is thin and the picture's low frequencies are what
@@ -355,7 +357,7 @@ def whitened_residuals(luma: np.ndarray, chips: list[float], powers: tuple[float
                             interpolation=cv2.INTER_LINEAR)
         np.maximum(energy, 0.0, out=energy)
         for power in powers:
-            # RMS^p = energy^(p/2): one pass on the float32 energy instead of a square root then a power.
+            # RMS^p = energy^(p/2), one pass on the float32 energy; the power 1 takes the cheaper square root.
             residual = band / ((np.sqrt(energy) if power == 1.0 else np.power(energy, power / 2)) + ENERGY_FLOOR)
             residuals.append(np.clip(residual, -RESIDUAL_CLIP, RESIDUAL_CLIP, out=residual))
     return residuals
