@@ -198,7 +198,8 @@ class KeyStore:
         certs = load_certificates(pem, "trust anchor")
         if not all(is_ca(cert) for cert in certs):
             raise KeyMaterialError("A trust anchor must be a CA certificate (basicConstraints CA:TRUE).",
-                                   hint="Give the root (or intermediate) CA certificate, not a signing certificate.", status=422)
+                                   hint="Give the root (or intermediate) CA certificate, not a signing certificate.",
+                                   status=422)
         known = {row.get("sha256") for row in self.anchors()}
         change = KeyChange("trust-add")
         if all(fingerprint(cert) in known for cert in certs):
@@ -216,7 +217,8 @@ class KeyStore:
                    if any(fingerprint(c).startswith(prefix) for c in load_certificates(path.read_bytes(), str(path)))]
         if not matches:
             raise KeyMaterialError(f"No anchor in keys/trusted/ has a fingerprint starting {prefix}.",
-                                   hint="The local root and HALLMARK_TRUST_ANCHORS entries are not removed here.", status=422)
+                                   hint="The local root and HALLMARK_TRUST_ANCHORS entries are not removed here.",
+                                   status=422)
         change = KeyChange("trust-remove")
         retired = self._retire(_stamp(), matches)
         change.retired_to = str(retired)

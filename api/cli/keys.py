@@ -36,7 +36,8 @@ def _record(hm: Hallmark, change: KeyChange, json_output: bool) -> None:
         return
     out.print(f"[green]{change.action}[/] done")
     for cert in change.signer[:1]:
-        out.print(f"  signer   {cert['subject']}  (until {str(cert['not_after'])[:10]}, sha256 {str(cert['sha256'])[:16]}…)")
+        out.print(f"  signer   {cert['subject']}  (until {str(cert['not_after'])[:10]}, "
+                  f"sha256 {str(cert['sha256'])[:16]}…)")
     for path in change.trusted_added:
         out.print(f"  trusted  {path}")
     if change.retired_to:
@@ -67,8 +68,8 @@ def list_keys(json_output: bool = typer.Option(False, "--json", help="Print as J
         if "error" in anchor:
             out.print(f"  [red]unreadable[/] {anchor['path']}: {anchor['error']}")
             continue
-        out.print(f"  {anchor['subject']}  until {str(anchor['not_after'])[:10]}  sha256 {str(anchor['sha256'])[:16]}…  "
-                  f"[dim]{anchor['source']}[/]")
+        out.print(f"  {anchor['subject']}  until {str(anchor['not_after'])[:10]}  "
+                  f"sha256 {str(anchor['sha256'])[:16]}…  [dim]{anchor['source']}[/]")
     out.print(f"[bold]Timestamp authority[/] {status['tsa_url'] or 'none (off)'}")
 
 

@@ -94,7 +94,8 @@ def list_works(
 
 
 @app.command("show")
-def show(work: str = typer.Argument(..., help="Work id or name."), json_output: bool = typer.Option(False, "--json")) -> None:
+def show(work: str = typer.Argument(..., help="Work id or name."),
+         json_output: bool = typer.Option(False, "--json")) -> None:
     """Show one work with its aliases, descriptions, images and licences."""
     hm = hallmark()
     with hm.db.session() as session:
@@ -106,7 +107,8 @@ def show(work: str = typer.Argument(..., help="Work id or name."), json_output: 
 
 
 @app.command("remove")
-def remove(work: str = typer.Argument(..., help="Work id or name."), json_output: bool = typer.Option(False, "--json")) -> None:
+def remove(work: str = typer.Argument(..., help="Work id or name."),
+           json_output: bool = typer.Option(False, "--json")) -> None:
     """Remove a work (no longer enforced; its licences are revoked)."""
     hm = hallmark()
     removed = service.remove_work(hm, acting_account(hm, None), work)

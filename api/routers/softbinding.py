@@ -112,7 +112,8 @@ def matches_by_large_binding(query: SoftBindingQuery, hm: HallmarkDep, max_resul
 
 
 @router.post("/matches/byContent", response_model=QueryResult, response_model_exclude_none=True,
-             openapi_extra={"requestBody": {"content": {"video/*": {"schema": {"type": "string", "format": "binary"}}}}},
+             openapi_extra={"requestBody": {"content": {"video/*": {"schema": {"type": "string",
+                                                                              "format": "binary"}}}}},
              responses={415: {"description": "Not a video."}, 413: {"description": "Too large."}})
 async def matches_by_content(
     request: Request, hm: HallmarkDep, alg: str | None = None, max_results: MaxResults = 10,

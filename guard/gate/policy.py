@@ -357,7 +357,8 @@ def restriction_terms(policy: "Policy", terms: tuple[str, ...], categories: tupl
     """A cameo owner's content restrictions as matcher terms: each term on its own; each category as its name plus
     its words (an unknown category still matches its own name)."""
     out = [Term(key=f"term:{term}", aliases=(term,)) for term in terms]
-    out += [Term(key=f"category:{name}", aliases=(name, *policy.categories.get(name.lower(), ()))) for name in categories]
+    out += [Term(key=f"category:{name}", aliases=(name, *policy.categories.get(name.lower(), ())))
+            for name in categories]
     return out
 
 
@@ -415,12 +416,14 @@ def case_facts(case: dict[str, Any], policy: Policy) -> GateFacts:
             facts.cameos[handle] = cameos.get(handle)
             facts.subjects.append(Subject("Cameo", f"@{handle}", f"@{handle}", "mention"))
     for spec in case.get("work", []):
-        work = WorkFacts(id=str(spec["id"]), name=str(spec.get("name", spec["id"])), kind=str(spec.get("kind", "character")),
-                         mode=str(spec.get("mode", "opt_out")), holder_id=str(spec.get("holder", "holder")),
+        work = WorkFacts(id=str(spec["id"]), name=str(spec.get("name", spec["id"])),
+                         kind=str(spec.get("kind", "character")), mode=str(spec.get("mode", "opt_out")),
+                         holder_id=str(spec.get("holder", "holder")),
                          thresholds=policy.thresholds.replace(**spec.get("thresholds", {})),
                          valid_from=_time(spec.get("valid_from")), valid_until=_time(spec.get("valid_until")))
         facts.works[work.id] = work
-        licences = [LicenceFacts(id=f"licence-{i}", work_id=work.id, non_commercial=bool(l.get("non_commercial", False)),
+        licences = [LicenceFacts(id=f"licence-{i}", work_id=work.id,
+                                 non_commercial=bool(l.get("non_commercial", False)),
                                  starts_at=_time(l.get("starts_at")), ends_at=_time(l.get("ends_at")))
                     for i, l in enumerate(spec.get("licences", []))]
         facts.subjects.append(Subject("Work", work.id, work.name, str(spec.get("via", "prompt")),

@@ -65,8 +65,8 @@ class WorksIndexCache:
                     self._rebuild(works, revision)
                 else:
                     live = [term_of(r) for r in changed if r.work.removed_at is None]
-                    self._current = LayeredMatcher(revision, self._base,
-                                                   TermMatcher(live, self.settings, background=self.background) if live else None,
+                    live_matcher = TermMatcher(live, self.settings, background=self.background) if live else None
+                    self._current = LayeredMatcher(revision, self._base, live_matcher,
                                                    frozenset(r.work.id for r in changed))
             assert self._current is not None
             return self._current

@@ -157,7 +157,8 @@ def load_certificates(pem: bytes, what: str) -> list[x509.Certificate]:
         certs = x509.load_pem_x509_certificates(pem)
     except ValueError as exc:
         raise KeyMaterialError(f"The {what} is not a PEM certificate file: {exc}",
-                               hint="Give PEM text (-----BEGIN CERTIFICATE-----), leaf certificate first.", status=422) from exc
+                               hint="Give PEM text (-----BEGIN CERTIFICATE-----), leaf certificate first.",
+                               status=422) from exc
     if not certs:
         raise KeyMaterialError(f"The {what} holds no certificate.", status=422)
     return certs

@@ -123,7 +123,8 @@ class TermMatcher:
             for hit in self.aliases.find(query.normalized)
         ]
         if s.semantic and len(self.semantic):
-            for hit in self.semantic.search(query.chunks, query.vectors, floor=s.semantic_floor, top_k=s.semantic_top_k):
+            for hit in self.semantic.search(query.chunks, query.vectors, floor=s.semantic_floor,
+                                            top_k=s.semantic_top_k):
                 start = query.prompt.find(hit.chunk)
                 span = (start, start + len(hit.chunk)) if start >= 0 else None
                 matches.append(Match(hit.key, "semantic", hit.score, hit.description, hit.chunk, span,

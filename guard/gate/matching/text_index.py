@@ -13,9 +13,10 @@ characters, 1 up to 6, 2 beyond. A candidate window is a run of whole words of t
 as in "M i k e y", count as one word) whose length is within k of some alias.
 
 A fuzzy match made only of common words (see lexicon) must also line up word by word: one word of the alias typed
-exactly, and each of its words matched by a word of the window within that word's own edit budget. "samba" is not a misspelling of "Simba", "a man" is not
-"Batman" and "queen in a" is not "Queen Elsa", but "Mikey Mouse" is "Mickey Mouse". An alias that is itself one
-common word gets no such allowance: "tonic" and "a frozen" are words, not misspellings of "Sonic" or "Frozen".
+exactly, and each of its words matched by a word of the window within that word's own edit budget. "samba" is not a
+misspelling of "Simba", "a man" is not "Batman" and "queen in a" is not "Queen Elsa", but "Mikey Mouse" is "Mickey
+Mouse". An alias that is itself one common word gets no such allowance: "tonic" and "a frozen" are words, not
+misspellings of "Sonic" or "Frozen".
 
 An alias that is a single common word ("Frozen", "Sonic") is *weak* when typed plainly: "a frozen lake" says
 nothing about the film. It is strong again when it was disguised (homoglyphs, leetspeak, spacing: nobody disguises
@@ -77,7 +78,8 @@ def _deletions(text: str, depth: int) -> set[str]:
 
 
 class AliasIndex:
-    def __init__(self, entries: Iterable[tuple[Hashable, str]], *, context: Iterable[tuple[Hashable, str]] = ()) -> None:
+    def __init__(self, entries: Iterable[tuple[Hashable, str]], *,
+                 context: Iterable[tuple[Hashable, str]] = ()) -> None:
         """`entries`: (key, alias). `context`: (key, word) pairs of distinctive words taken from descriptions
         ("Arendelle", "Hogwarts"): matched exactly, never fuzzily, and always weak (supporting evidence only)."""
         self.keys: list[Hashable] = []
