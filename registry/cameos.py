@@ -146,8 +146,13 @@ class Cameos:
         """Verified, not revoked, not deleted, not expired: only then can anyone be granted its likeness."""
         if cameo.status not in VERIFIED or cameo.revoked_at is not None or cameo.deleted_at is not None:
             return False
+        return not Cameos.is_expired(cameo, now)
+
+    @staticmethod
+    def is_expired(cameo: Cameo, now: datetime | None = None) -> bool:
+        """Past the expires_at its owner set (never, when unset)."""
         expires = as_utc(cameo.expires_at)
-        return expires is None or expires > (now or utcnow())
+        return expires is not None and expires <= (now or utcnow())
 
     def approve(self, cameo: Cameo, account_id: str) -> None:
         if self.session.get(CameoApproval, (cameo.id, account_id)) is None:

@@ -89,6 +89,9 @@ def test_a_live_answer_verifies_and_the_same_face_cannot_be_registered_twice(
     assert cameo["status"] == "pending" and cameo["handle"] == "alice" and cameo["templates"] == 0
     assert set(challenge["moves"]) <= set(TURNS) and len(challenge["moves"]) == 3
     assert challenge["instructions"][0] == "Look straight into the camera"
+    # Until it is verified nobody may use it, its owner included, and the denial says why (not "revoked").
+    pending = client.post("/v1/gate/check", json={"prompt": "@alice waving"}, headers=bearer(alice)).json()
+    assert [(r["code"], r["subject"]) for r in pending["reasons"]] == [("cameo_not_verified", "@alice")]
 
     answer = challenge_clip(media_dir, challenge["moves"], tmp_path / "answer.mp4")
     response = upload(client, alice, cameo["id"], answer)
@@ -317,15 +320,16 @@ def test_permissions_expiry_protected_persons_and_deletion_erases_templates(
     assert view["approved_accounts"] == ["bob"] and view["content_restrictions"] == {
         "categories": ["politics"], "terms": ["campaign ad"]}
 
-    def allowed(account) -> bool:  # type: ignore[no-untyped-def]
+    def reasons(account) -> list[str]:  # type: ignore[no-untyped-def]
         with hm.db.session() as session:
-            return hm.gate(session).check(pipeline.gate_request(account.id, "@astro smiling", [])).allowed
+            decision = hm.gate(session).check(pipeline.gate_request(account.id, "@astro smiling", []))
+        return [reason.code for reason in decision.reasons]
 
-    assert allowed(bob) and not allowed(carol)
+    assert reasons(bob) == [] and reasons(carol) == ["cameo_not_permitted"]
     past = (utcnow() - timedelta(minutes=1)).isoformat()
     assert client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={"expires_at": past}).json()["usable"] \
         is False
-    assert not allowed(bob)  # expired
+    assert reasons(bob) == ["cameo_expired"]
     assert client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={"expires_at": None}).json()["usable"]
     assert client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={"expires_at": "2030-01-01T00:00:00"}) \
         .status_code == 422  # no time zone
@@ -349,7 +353,7 @@ def test_permissions_expiry_protected_persons_and_deletion_erases_templates(
             assert not file.exists() or sealed not in file.read_bytes()
     view = client.get(f"/v1/cameos/{cameo_id}", headers=bearer(alice)).json()
     assert view["status"] == CameoStatus.deleted and view["templates"] == 0 and view["approved_accounts"] == []
-    assert not allowed(bob)
+    assert reasons(bob) == ["cameo_revoked"]  # deleted by its owner
     assert client.post("/v1/cameos", json={"handle": "astro"}, headers=bearer(alice)).status_code == 409
     kinds = audit_kinds(hm, cameo_id)
     assert kinds.count("cameo.permissions_changed") == 3 and kinds[-1] == "cameo.deleted"

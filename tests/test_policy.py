@@ -32,7 +32,7 @@ def test_shipped_policies_validate_and_every_case_passes(policy: Policy) -> None
     failed = [(r.name, r.expected, r.got) for r in results if not r.passed]
     assert failed == []
     assert {"opted_out_work", "unlicensed_work", "protected_person", "cameo_unknown", "cameo_not_permitted",
-            "cameo_revoked"} <= {rule.reason for rule in policy.rules.values()}
+            "cameo_revoked", "cameo_not_verified", "cameo_expired"} <= {rule.reason for rule in policy.rules.values()}
 
 
 def test_a_wrong_expectation_is_reported_as_a_failure(policy: Policy, tmp_path: Path) -> None:

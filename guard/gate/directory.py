@@ -53,8 +53,11 @@ class RegistryDirectory:
         return CameoFacts(
             id=cameo.id, handle=cameo.handle, owner_id=cameo.owner_id, visibility=cameo.visibility,
             approved_accounts=frozenset(cameos.approved_accounts(cameo.id)),
-            revoked=not Cameos.is_usable(cameo),  # unverified, revoked, deleted or expired: nobody may use it
+            # Each way a cameo can be unusable is its own fact, so that the denial names the right one (the
+            # policies allow a cameo only when it is verified, not revoked and not expired: Cameos.is_usable).
+            revoked=cameo.revoked_at is not None or cameo.deleted_at is not None,
             verified=cameo.status in VERIFIED,
+            expired=Cameos.is_expired(cameo),
             restricted_terms=tuple((cameo.content_restrictions or {}).get("terms", [])),
             restricted_categories=tuple((cameo.content_restrictions or {}).get("categories", [])),
         )

@@ -67,8 +67,9 @@ class CameoFacts:
     owner_id: str
     visibility: str  # only_me | approved | everyone
     approved_accounts: frozenset[str]
-    revoked: bool
+    revoked: bool  # revoked or deleted by its owner
     verified: bool = False  # likeness verified by registration (the cameo issue sets it)
+    expired: bool = False  # past the expires_at its owner set
     restricted_terms: tuple[str, ...] = ()  # the owner's content restrictions: words or phrases ...
     restricted_categories: tuple[str, ...] = ()  # ... and categories (policies/content_categories.toml)
     restricted_matches: int = 0  # how many of them the prompt matched (set by the gate)
@@ -159,11 +160,12 @@ class GateFacts:
 
         def cameo_entity(entity_id: str, cameo: CameoFacts | None) -> dict[str, Any]:
             attrs: dict[str, Any] = {"registered": cameo is not None, "visibility": "", "approved": [],
-                                     "revoked": False, "verified": False, "restricted_matches": 0}
+                                     "revoked": False, "verified": False, "expired": False,
+                                     "restricted_matches": 0}
             if cameo is not None:
                 attrs.update({"owner": account(cameo.owner_id), "visibility": cameo.visibility,
                               "approved": [account(a) for a in sorted(cameo.approved_accounts)],
-                              "revoked": cameo.revoked, "verified": cameo.verified,
+                              "revoked": cameo.revoked, "verified": cameo.verified, "expired": cameo.expired,
                               "restricted_matches": cameo.restricted_matches})
             return {"uid": _uid("Cameo", entity_id), "attrs": attrs, "parents": []}
 

@@ -411,6 +411,7 @@ def case_facts(case: dict[str, Any], policy: Policy) -> GateFacts:
                                         approved_accounts=frozenset(spec.get("approved", [])),
                                         revoked=bool(spec.get("revoked", False)),
                                         verified=bool(spec.get("verified", False)),
+                                        expired=bool(spec.get("expired", False)),
                                         restricted_matches=int(spec.get("restricted_matches", 0)))
         if spec.get("mentioned", True):
             facts.cameos[handle] = cameos.get(handle)
