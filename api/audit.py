@@ -9,7 +9,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,23 @@ def export(hm: Hallmark, directory: Path, *, include_personal: bool = True,
 
 
 # --- reports ----------------------------------------------------------------------------------------------------
+def period_bound(value: str | None, *, end: bool) -> datetime | None:
+    """A report period's start or end as the CLI (--from/--to) and the API (from=/to=) both take it: an ISO 8601
+    date or date-time, UTC unless it says otherwise. A bare date as the end includes that whole day, so that
+    "--to 2026-11-30" and "to=2026-11-30" both mean the same period, up to the end of November."""
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(), timezone.utc)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not an ISO 8601 date or date-time.",
+                           hint="e.g. 2026-01-31 or 2026-01-31T12:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 def report(hm: Hallmark, start: datetime, end: datetime) -> dict[str, Any]:
     """Counts for a reporting period [start, end): by event, decision, reason and policy version."""
     start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)  # the log stores UTC

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -427,6 +428,14 @@ def test_api_serves_checkpoints_entries_and_proofs_to_auditors(initialized) -> N
     report = client.get("/v1/audit/report", params={"from": "2000-01-01T00:00:00Z"}, headers=auditor).json()
     assert report["decisions"] == {"allowed": 1, "denied": 1}
     assert report["by_event"]["generation.requested"] == 2
+    # A bare date as `to` includes that whole day, as the CLI's --to does: today's entries are in "up to today".
+    today = datetime.now(timezone.utc).date().isoformat()
+    until_today = client.get("/v1/audit/report", params={"from": "2000-01-01", "to": today}, headers=auditor).json()
+    assert until_today["to"].startswith((datetime.now(timezone.utc).date() + timedelta(days=1)).isoformat())
+    assert until_today["decisions"] == {"allowed": 1, "denied": 1}
+    unreadable = client.get("/v1/audit/report", params={"from": "last tuesday"}, headers=auditor)
+    assert unreadable.status_code == 422 and "not an ISO 8601 date" in unreadable.json()["detail"]
+    assert unreadable.json()["hint"].startswith("e.g. 2026-01-31")
 
 
 def test_report_counts_a_period(sqlite_initialized) -> None:

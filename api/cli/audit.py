@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import sys
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
@@ -114,20 +114,6 @@ def verify_command(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _when(value: str | None, *, end: bool) -> datetime | None:
-    """ISO 8601 date or date-time, UTC unless it says otherwise. A bare date as --to includes that whole day."""
-    if value is None:
-        return None
-    try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime.combine(day + timedelta(days=1 if end else 0), time(), timezone.utc)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"{value!r} is not an ISO 8601 date or date-time.", hint="e.g. 2026-01-31 or 2026-01-31T12:00:00Z")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 @app.command("report")
 def report_command(
     start: str | None = typer.Option(None, "--from", help="Start of the period (date or date-time, UTC)."),
@@ -137,8 +123,8 @@ def report_command(
     """Counts for a reporting period: by event, decision, reason and policy version."""
     from api import audit
 
-    begin = _when(start, end=False) or datetime.fromtimestamp(0, timezone.utc)
-    finish = _when(end, end=True) or datetime.now(timezone.utc)
+    begin = audit.period_bound(start, end=False) or datetime.fromtimestamp(0, timezone.utc)
+    finish = audit.period_bound(end, end=True) or datetime.now(timezone.utc)
     hm = hallmark()
     try:
         result = audit.report(hm, begin, finish)

@@ -75,11 +75,10 @@ def get_consistency(hm: HallmarkDep, _: AuditorDep, old: Annotated[int, Query(ge
 
 @router.get("/report")
 def get_report(hm: HallmarkDep, _: AuditorDep,
-               start: Annotated[datetime | None, Query(alias="from")] = None,
-               end: Annotated[datetime | None, Query(alias="to")] = None) -> dict[str, Any]:
+               start: Annotated[str | None, Query(alias="from", description="ISO 8601 date or date-time (UTC "
+                                                    "unless it says otherwise)")] = None,
+               end: Annotated[str | None, Query(alias="to", description="ISO 8601 date or date-time; a bare date "
+                                                "includes that whole day")] = None) -> dict[str, Any]:
     """Counts by event, decision, reason and policy version for entries logged in [from, to)."""
-    def utc(value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-
-    return audit.report(hm, utc(start) if start else datetime.fromtimestamp(0, timezone.utc),
-                        utc(end) if end else datetime.now(timezone.utc))
+    return audit.report(hm, audit.period_bound(start, end=False) or datetime.fromtimestamp(0, timezone.utc),
+                        audit.period_bound(end, end=True) or datetime.now(timezone.utc))
