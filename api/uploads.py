@@ -8,6 +8,7 @@ the limit too. Nothing is spooled in memory or copied twice."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from api.problems import ApiProblem
+from guard.errors import HallmarkError
 
 SUFFIX_FOR_TYPE = {"video/mp4": ".mp4", "video/quicktime": ".mov", "video/x-m4v": ".m4v", "video/x-msvideo": ".avi",
                    "video/avi": ".avi", "video/msvideo": ".avi", "video/webm": ".webm", "video/x-matroska": ".mkv",
@@ -41,17 +43,28 @@ def too_large(limit: int) -> ApiProblem:
 
 @contextmanager
 def temp_upload_path(directory: Path) -> Iterator[Path]:
-    """A fresh temp file name in `directory`, removed afterwards whatever happens."""
+    """A fresh temp file name in `directory`, removed afterwards whatever happens. An error about the file names it
+    "the upload", not by the server's temp name (which means nothing to the client and shows a server path)."""
     directory.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="upload-", dir=directory)
     os.close(fd)
     path = Path(name)
     try:
         yield path
+    except HallmarkError as exc:
+        exc.message = _without_temp_name(exc.message, path)
+        raise
     finally:
         path.unlink(missing_ok=True)
         for sibling in path.parent.glob(path.name + ".*"):
             sibling.unlink(missing_ok=True)
+
+
+def _without_temp_name(message: str, path: Path) -> str:
+    """`message` with the temp file's path or name (and any suffix it was given) said as "the upload"."""
+    pattern = re.compile(f"(?:{re.escape(str(path.parent))}/)?{re.escape(path.name)}(?:\\.[A-Za-z0-9]+)?")
+    message = pattern.sub("the upload", message)
+    return message[:1].upper() + message[1:]
 
 
 async def receive_upload(request: Request, target: Path, limit: int, *, field: str = "file") -> Upload:

@@ -98,10 +98,10 @@ def _open_for_reading(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise MediaError(
-            f"{path.name} is not a readable video: {exc}",
-            hint=SUPPORTED_INPUTS,
-        ) from exc
+        # FFmpeg's own words only ("Invalid data found when processing input"): its str() adds an errno and the
+        # full path, which says nothing to the person and would show a server's directories in an API answer.
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise MediaError(f"{path.name} is not a readable video ({reason}).", hint=SUPPORTED_INPUTS) from exc
     if container.format.name in TEXT_DEMUXERS:
         container.close()
         raise MediaError(

@@ -295,6 +295,9 @@ def test_bad_uploads_get_clear_answers(released: Released, tmp_path: Path) -> No
     assert (status, body["code"]) == (422, "unreadable_media") and "empty" in body["detail"]
     status, body = post(np.random.default_rng(1).bytes(50_000))
     assert (status, body["code"]) == (422, "unreadable_media") and "not a readable video" in body["detail"]
+    # Said of "the upload", in FFmpeg's words: no server temp name, path or errno in the answer.
+    assert body["detail"].startswith("The upload is not a readable video (") and "upload-" not in body["detail"]
+    assert "/" not in body["detail"] and "Errno" not in body["detail"]
     status, body = post(b"This is a licence, not a video.\n" * 40, name="notes.txt")
     assert (status, body["code"]) == (422, "unreadable_media")
     status, body = post(released.clip.read_bytes()[:400])
