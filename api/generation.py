@@ -59,8 +59,11 @@ def _reference_bytes(hm: Hallmark, generation: Generation) -> bytes | None:
     return path.read_bytes()
 
 
-def submit(hm: Hallmark, requester: Account, request: GenerationCreate) -> Generation:
-    """Gate the request and record it: queued when allowed, denied (with every reason) when not."""
+def submit(hm: Hallmark, requester: Account, request: GenerationCreate, *,
+           worker: str | None = None) -> Generation:
+    """Gate the request and record it: queued when allowed, denied (with every reason) when not. With `worker`,
+    an allowed job is recorded already claimed by that worker (running), so that no other worker sharing the
+    database can take it: the CLI runs its own job in its own process, even while `hallmark serve` is up."""
     check_limits(request, hm.settings)
     request = request.with_seed()
     prompt = request.prompt.strip()
@@ -79,7 +82,8 @@ def submit(hm: Hallmark, requester: Account, request: GenerationCreate) -> Gener
             params=params,
             decision=decision.as_dict(),
             policy_version=decision.policy_version,
-            status=Status.queued if decision.allowed else Status.denied,
+            status=(Status.running if worker else Status.queued) if decision.allowed else Status.denied,
+            worker=worker if decision.allowed else None,
             backend=hm.settings.generator,
             watermark_payload=new_watermark_payload() if decision.allowed else None,
             watermark_method=hm.settings.watermark_method if decision.allowed else None,

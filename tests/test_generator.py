@@ -100,3 +100,28 @@ def test_audio_from_a_backend_is_kept_in_the_released_clip(sqlite_initialized) -
     assert done.model_name == "tone-gradient" and done.backend == "plugin"
     assert time.monotonic() - started < 120
     hm.close()
+
+
+def test_a_job_submitted_for_a_worker_is_already_claimed_by_it(sqlite_initialized) -> None:
+    """The CLI records its job as claimed, so that a `hallmark serve` worker on the same database cannot take it
+    (it once did: the CLI then found the job gone and exited 1 without a word)."""
+    from api import generation as pipeline
+    from api.context import Hallmark
+    from api.schemas import GenerationCreate
+    from registry import Accounts, Generations
+
+    settings = sqlite_initialized.settings.model_copy(update={"generator": "tests.test_generator:ToneBackend"})
+    hm = Hallmark(settings)
+    try:
+        with hm.db.session() as session:
+            admin = Accounts(session).require_by_name("admin")
+        mine = pipeline.submit(hm, admin, GenerationCreate(prompt="a gradient with a tone", frames=12, fps=12),
+                               worker="cli:test")
+        assert (mine.status, mine.worker) == ("running", "cli:test")
+        with hm.db.session() as session:
+            generations = Generations(session)
+            assert mine.id not in generations.queued_ids() and not generations.claim(mine.id, "server:0")
+        done = pipeline.run(hm, mine.id, worker="cli:test")
+        assert done.status == "completed" and done.worker == "cli:test", done.error
+    finally:
+        hm.close()

@@ -4,7 +4,9 @@ bar. The clip is written to -o only when it was released."""
 from __future__ import annotations
 
 import base64
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import typer
@@ -81,7 +83,9 @@ def register(app: typer.Typer) -> None:
             prompt=prompt, cameos=cameo, frames=frames, fps=fps, width=width, height=height, seed=seed,
             commercial=commercial,
             reference_image_base64=base64.b64encode(reference_image.read_bytes()).decode() if reference_image else None)
-        generation = pipeline.submit(hm, requester, request)
+        # Claimed as it is recorded: a `hallmark serve` worker on the same database cannot take it from us.
+        worker = f"cli:{os.getpid()}@{socket.gethostname()}"[:64]  # the worker column holds 64 characters
+        generation = pipeline.submit(hm, requester, request, worker=worker)
         if generation.status == Status.denied:
             _report(generation, None, json_output)
             raise SystemExit(EXIT_DENIED)
@@ -93,7 +97,7 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, completed=percent,
                            description="generating" if percent < 80 else "marking and signing")
 
-            generation = pipeline.run(hm, generation.id, worker="cli", on_progress=on_progress)
+            generation = pipeline.run(hm, generation.id, worker=worker, on_progress=on_progress)
         released = None
         if generation.status == Status.completed and generation.output_path:
             partial = output.with_name(f".{output.name}.part")
