@@ -66,12 +66,15 @@ def install(app: FastAPI) -> None:
         errors = [{"field": ".".join(str(part) for part in error["loc"][1:]) or "body", "message": error["msg"]}
                   for error in exc.errors()]
         detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
-        return problem(422, "invalid_input", f"The request is not valid: {detail}", errors=errors)
+        return problem(422, "invalid_input", f"The request is not valid: {detail}", errors=errors,
+                       hint="Correct the fields named in `errors`; /docs shows every field and its range.")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        hint = {404: "Check the URL; /docs lists every endpoint.",
+                405: "Check the method; /docs lists what each endpoint accepts."}.get(exc.status_code)
+        return problem(exc.status_code, code, str(exc.detail), hint=hint, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> ProblemResponse:

@@ -35,21 +35,26 @@ class GenerationCreate(BaseModel):
 
 
 def check_limits(request: GenerationCreate, settings: Settings) -> None:
-    """Raise InvalidInput naming the first field that is out of bounds and the allowed range."""
+    """Raise InvalidInput naming every field that is out of bounds, each with its allowed range."""
     prompt = request.prompt.strip()
     if not prompt:
         raise InvalidInput("The prompt is empty.", hint="Describe the video you want.")
     if len(prompt) > settings.max_prompt_chars:
         raise InvalidInput(f"The prompt is {len(prompt)} characters long; the limit is "
                            f"{settings.max_prompt_chars}.", hint="Shorten the prompt.")
+    # Every bad number at once, so that a client fixes its request in one round trip, not one field per try.
+    problems = []
     if not 1 <= request.frames <= settings.max_frames:
-        raise InvalidInput(f"frames must be between 1 and {settings.max_frames}; got {request.frames}.")
+        problems.append(f"frames must be between 1 and {settings.max_frames}; got {request.frames}")
     if not settings.min_fps <= request.fps <= settings.max_fps:
-        raise InvalidInput(f"fps must be between {settings.min_fps:g} and {settings.max_fps:g}; got {request.fps:g}.")
+        problems.append(f"fps must be between {settings.min_fps:g} and {settings.max_fps:g}; got {request.fps:g}")
     for name, value in (("width", request.width), ("height", request.height)):
         if not settings.min_side <= value <= settings.max_side or value % 16:
-            raise InvalidInput(f"{name} must be a multiple of 16 between {settings.min_side} and "
-                               f"{settings.max_side}; got {value}.")
+            problems.append(f"{name} must be a multiple of 16 between {settings.min_side} and "
+                            f"{settings.max_side}; got {value}")
+    if problems:
+        raise InvalidInput("; ".join(problems) + ".",
+                           hint="Stay within these ranges; `hallmark config` shows the limits this server uses.")
     if request.frames / request.fps < 0.5:
         raise InvalidInput(f"The clip would last {request.frames / request.fps:.2f} s; the minimum is 0.5 s "
                            "(the invisible watermark needs it).", hint="Ask for more frames or a lower fps.")

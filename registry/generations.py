@@ -69,8 +69,11 @@ class Generations:
         self.session.flush()
         return generation
 
+    def find(self, generation_id: str) -> Generation | None:
+        return self.session.get(Generation, generation_id)
+
     def get(self, generation_id: str) -> Generation:
-        generation = self.session.get(Generation, generation_id)
+        generation = self.find(generation_id)
         if generation is None:
             raise NotFound(f"No generation with id {generation_id!r}.")
         return generation

@@ -102,6 +102,7 @@ def test_denied_request_is_recorded_with_reasons_and_generates_nothing(initializ
         assert response.status_code == 403
         assert response.headers["content-type"].startswith(PROBLEM)
         body = response.json()
+        assert "decision.reasons" in body["hint"]
         codes = {reason["code"]: reason for reason in body["decision"]["reasons"]}
         assert set(codes) == {"cameo_not_permitted", "opted_out_work"}
         assert codes["cameo_not_permitted"]["subject"] == "@alice"
@@ -126,6 +127,7 @@ def test_denied_request_is_recorded_with_reasons_and_generates_nothing(initializ
         ({"prompt": "a kite", "fps": 500}, "fps must be between"),
         ({"prompt": "a kite", "width": 100}, "width must be a multiple of 16"),
         ({"prompt": "a kite", "height": 4096}, "height must be a multiple of 16"),
+        ({"prompt": "a kite", "frames": 100000, "width": 250}, "; width must be a multiple of 16"),  # both named
         ({"prompt": "a kite", "frames": 2, "fps": 24}, "minimum is 0.5 s"),
         ({"prompt": "a kite", "seed": -1}, "seed"),
         ({"prompt": "a kite", "colour": "red"}, "colour"),
@@ -139,7 +141,7 @@ def test_bad_generation_requests_get_a_problem_and_leave_no_record(sqlite_initia
         response = client.post("/v1/generations", headers=_auth(sqlite_initialized.admin_key), json=body)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith(PROBLEM)
-    assert fragment in response.json()["detail"]
+    assert fragment in response.json()["detail"] and response.json()["hint"]
     assert generation_count(sqlite_initialized) == before
 
 
@@ -160,8 +162,9 @@ def test_authentication_is_required_and_checked(sqlite_initialized) -> None:
         wrong = client.get("/v1/generations", headers=_auth("hm_000000000000_nope"))
         assert wrong.status_code == 401
         assert client.get("/healthz").json()["status"] == "ok"
-        assert client.get("/v1/generations/does-not-exist",
-                          headers=_auth(sqlite_initialized.admin_key)).status_code == 404
+        unknown = client.get("/v1/generations/does-not-exist", headers=_auth(sqlite_initialized.admin_key))
+        assert unknown.status_code == 404 and "GET /v1/generations" in unknown.json()["hint"]
+        assert "/docs" in client.get("/v1/no-such-endpoint").json()["hint"]
 
 
 def test_bad_verify_uploads_get_clear_errors(sqlite_initialized, tmp_path: Path) -> None:

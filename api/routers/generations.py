@@ -22,10 +22,11 @@ def _visible_to(account: Account, generation: Generation) -> bool:
 
 def _load_for(hm: HallmarkDep, account: Account, generation_id: str) -> Generation:
     with hm.db.session() as session:
-        generation = Generations(session).get(generation_id)
-    if not _visible_to(account, generation):
-        # Same answer as a missing id: other people's generations are not probed through this endpoint.
-        raise ApiProblem(404, "not_found", f"No generation with id {generation_id!r}.")
+        generation = Generations(session).find(generation_id)
+    if generation is None or not _visible_to(account, generation):
+        # One answer for a missing id and someone else's: other people's generations are not probed through this.
+        raise ApiProblem(404, "not_found", f"No generation with id {generation_id!r}.",
+                         hint="GET /v1/generations lists the generations your key can see.")
     return generation
 
 
@@ -40,6 +41,8 @@ def create_generation(body: GenerationCreate, request: Request, hm: HallmarkDep,
         reasons = generation.decision.get("reasons", [])
         raise ApiProblem(403, "generation_denied",
                          "The request was denied: " + "; ".join(r["message"] for r in reasons),
+                         hint="Each reason in `decision.reasons` says what stands in the way (a cameo's owner's "
+                              "grant, a licence, the prompt itself); nothing was generated.",
                          generation_id=generation.id, decision=generation.decision)
     workers = getattr(request.app.state, "workers", None)
     if workers is not None:
