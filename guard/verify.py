@@ -201,8 +201,15 @@ def _verdict(c2pa_report: C2paReport, detection: Detection, record: dict[str, An
     if record is not None:
         return (f"Credentials stripped; the watermark leads to generation {record.get('generation_id')} "
                 f"({record.get('status')}), which has no stored manifest{withdrawn}.")
-    bound = f" (watermark test p = {detection.p_value:.1g})" if detection.p_value is not None else ""
-    return f"No Hallmark provenance found{bound}."
+    bound = f"p = {detection.p_value:.1g}" if detection.p_value is not None else "p unknown"
+    if detection.detected and detection.payload is not None:
+        # Our key made this mark, but no generation of this service carries its payload: it was embedded outside
+        # the gateway (`hallmark watermark embed`) or by another deployment that shares the key.
+        return (f"A Hallmark watermark is present (payload {detection.payload.hex()}, {bound}), but no generation "
+                "of this service carries it: it was marked outside the gateway, so nothing records its origin.")
+    if detection.detected:
+        return f"A Hallmark watermark seems present ({bound}), but its payload could not be read."
+    return f"No Hallmark provenance found (watermark test {bound})."
 
 
 def _recovered_phrase(recovered: RecoveredManifest) -> str:

@@ -247,6 +247,21 @@ def _facts(generation_id: str) -> ManifestFacts:
                          policy_version="p")
 
 
+def test_a_mark_made_outside_the_gateway_is_reported_as_such(released: Released, tmp_path: Path) -> None:
+    """This service's key, a payload no generation carries (`hallmark watermark embed` does this): the verdict says
+    a Hallmark watermark is there but nothing records its origin, not "no provenance"."""
+    from guard.marks.apply import stamp_file
+
+    marked = tmp_path / "marked.mp4"
+    stamp_file(_synthetic_clip(tmp_path / "plain.mp4"), marked, method=released.client.app.state.hallmark.watermark,
+               payload=bytes.fromhex("00c0ffee00decade"))
+    report = verify(released, marked)
+    assert report["watermark"]["payload"] == "00c0ffee00decade" and report["record"] is None
+    assert report["verdict"].startswith("A Hallmark watermark is present (payload 00c0ffee00decade, p = ")
+    assert report["verdict"].endswith("but no generation of this service carries it: it was marked outside the "
+                                      "gateway, so nothing records its origin.")
+
+
 def test_a_clip_signed_by_another_ca_gets_its_report_without_a_record(released: Released, tmp_path: Path) -> None:
     other_root = make_root_ca("Elsewhere")
     other = issue_signing_certificate(other_root, "Elsewhere")
