@@ -36,9 +36,10 @@ class RegistrationRejected(HallmarkError):
     code = "cameo_verification_failed"
     status = 422
 
-    def __init__(self, failures: list[Failure], *, what: str = "The cameo could not be verified") -> None:
-        super().__init__(f"{what}: " + "; ".join(failure.message for failure in failures),
-                         hint="Fix what the reasons name and try again; a new challenge is needed for each attempt.")
+    def __init__(self, failures: list[Failure], *, what: str = "The cameo could not be verified",
+                 hint: str = "Fix what the reasons name and try again; a new challenge is needed for each "
+                             "attempt.") -> None:
+        super().__init__(f"{what}: " + "; ".join(failure.message for failure in failures), hint=hint)
         self.failures = failures
 
 
@@ -250,9 +251,15 @@ class FaceEvidence:
 
 
 def faces_from_files(hm: Hallmark, video: Path | None, images: list[Path],
-                     on_progress: Callable[[float], None] | None = None) -> FaceEvidence:
+                     on_progress: Callable[[float], None] | None = None, *,
+                     what: str = "The cameo could not be enrolled") -> FaceEvidence:
     """Templates from an operator's video (one, from its clear frames) or images (one per image), with the same
-    checks as self-service except the live challenge; raises RegistrationRejected listing every failure."""
+    checks as self-service except the live challenge; raises RegistrationRejected listing every failure, led by
+    `what` (an operator's enrollment has no challenge to renew, so the hint does not mention one)."""
+
+    def rejected(failures: list[Failure]) -> RegistrationRejected:
+        return RegistrationRejected(failures, what=what, hint="Fix what the reasons name and try again.")
+
     if (video is None) == (not images):
         raise InvalidInput("Give either one video or one or more images.",
                            hint="hallmark cameo enroll ... --video FILE  or  --image A.jpg --image B.jpg")
@@ -262,10 +269,10 @@ def faces_from_files(hm: Hallmark, video: Path | None, images: list[Path],
         try:
             faces = analyze_video(video, max_seconds=max_seconds, on_progress=on_progress)
         except MediaError as exc:
-            raise RegistrationRejected([_unsupported(exc)]) from exc
+            raise rejected([_unsupported(exc)]) from exc
         verdict = check_video(faces, challenge=None, threshold=threshold, max_seconds=max_seconds)
         if verdict.failures or verdict.template is None:
-            raise RegistrationRejected(verdict.failures)
+            raise rejected(verdict.failures)
         return FaceEvidence([verdict.template], {"method": "operator_video", **verdict.summary})
     templates: list[np.ndarray] = []
     failures: list[Failure] = []
@@ -277,7 +284,7 @@ def faces_from_files(hm: Hallmark, video: Path | None, images: list[Path],
     if not failures and len(templates) > 1 and identity_split(np.stack(templates)) < threshold:
         failures.append(Failure("identity_changes", "The images do not all show the same person."))
     if failures:
-        raise RegistrationRejected(failures)
+        raise rejected(failures)
     return FaceEvidence(templates, {"method": "operator_images", "images": len(templates)})
 
 
@@ -345,7 +352,7 @@ def protect(hm: Hallmark, operator: Account, name: str, images: list[Path], note
         if ProtectedPersons(session).by_name(name) is not None:
             raise Conflict(f"{name!r} is already a protected person.",
                            hint="Remove them first with `hallmark cameo unprotect` to replace their images.")
-    found = faces_from_files(hm, None, images)
+    found = faces_from_files(hm, None, images, what=f"The reference images of {name} were not accepted")
     with hm.db.session() as session:
         person = ProtectedPersons(session).create(name, note, created_by=operator.id)
         hm.likeness.enroll(session, SubjectKind.protected, person.id, found.templates, source="image")

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import skimage.data
 from fastapi.testclient import TestClient
@@ -304,6 +305,13 @@ def test_permissions_expiry_protected_persons_and_deletion_erases_templates(
     # A protected person's face cannot be enrolled as someone's cameo, unless the operator enrolls that person.
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(photo)
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((256, 256, 3), 128, dtype=np.uint8)).save(blank)
+    with pytest.raises(service.RegistrationRejected) as no_face:
+        service.protect(hm, admin, "Eileen Collins", [blank])
+    # Said of the person's images, with no word of a challenge (an operator's enrollment has none).
+    assert no_face.value.message.startswith("The reference images of Eileen Collins were not accepted: ")
+    assert "challenge" not in (no_face.value.hint or "")
     protected = service.protect(hm, admin, "Eileen Collins", [photo], note="public figure")
     assert protected.templates == 1
     with pytest.raises(service.RegistrationRejected) as rejected:
