@@ -10,15 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from api.settings import Settings
-from guard.provenance.keys import (
-    IssuedCertificate,
-    issue_signing_certificate,
-    make_ed25519_key,
-    make_root_ca,
-    new_secret_key,
-    write_private,
-    write_public,
-)
+from guard.provenance.keys import make_ed25519_key, new_secret_key, write_private, write_public
 from registry import Accounts, AuditLog, Database, Role
 
 
@@ -81,22 +73,13 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
 
 
 def _ensure_signing_keys(settings: Settings, result: InitResult) -> None:
-    paths = settings.paths
-    if paths.ca_cert.exists() and paths.ca_key.exists():
-        result.kept.append("local C2PA root CA")
-        ca = IssuedCertificate(paths.ca_cert.read_bytes(), paths.ca_key.read_bytes())
-    else:
-        ca = make_root_ca(settings.operator_name)
-        write_private(paths.ca_key, ca.private_key_pem, overwrite=True)
-        write_public(paths.ca_cert, ca.certificate_pem)
-        result.created.append("local C2PA root CA")
-    if paths.signer_chain.exists() and paths.signer_key.exists():
-        result.kept.append("C2PA signing certificate")
-        return
-    signer = issue_signing_certificate(ca, settings.operator_name)
-    write_private(paths.signer_key, signer.private_key_pem, overwrite=True)
-    write_public(paths.signer_chain, signer.certificate_pem)
-    result.created.append("C2PA signing certificate (issued by the local CA)")
+    from api.keystore import ensure_signing_keys  # the key store's own rule, so init and `keys init` agree
+
+    for note in ensure_signing_keys(settings).notes:  # e.g. "local root CA kept", "local root CA created"
+        if note.endswith(" kept"):
+            result.kept.append(f"C2PA {note.removesuffix(' kept')}")
+        else:
+            result.created.append(f"C2PA {note.removesuffix(' created')}")
 
 
 def _ensure_secret(path, what: str, make, result: InitResult) -> None:  # type: ignore[no-untyped-def]

@@ -57,6 +57,36 @@ def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+def ensure_signing_keys(settings: Settings) -> KeyChange:
+    """Make the local root CA and a signing certificate where they are missing; `hallmark init` and `hallmark keys
+    init` both come here. A chain whose key a KMS/HSM callback holds (HALLMARK_SIGNER_CALLBACK) is kept although
+    no key file sits beside it: replacing it with a local certificate would break every signature the callback
+    makes."""
+    paths = settings.paths
+    change = KeyChange("init")
+    if paths.ca_cert.exists() and paths.ca_key.exists():
+        change.notes.append("local root CA kept")
+        ca = IssuedCertificate(paths.ca_cert.read_bytes(), read_secret(paths.ca_key, "local CA key"))
+    else:
+        ca = make_root_ca(settings.operator_name)
+        KeyStore._install(paths.ca_key, ca.private_key_pem, private=True)
+        KeyStore._install(paths.ca_cert, ca.certificate_pem, private=False)
+        change.notes.append("local root CA created")
+    if paths.signer_chain.exists() and (paths.signer_key.exists() or settings.signer_callback):
+        change.notes.append("signing certificate kept")
+    elif settings.signer_callback:
+        raise KeyMaterialError("A KMS/HSM callback signs, but there is no certificate chain for its key.",
+                               hint="Have a CA certify the KMS key, then `hallmark keys import --chain "
+                               "CHAIN.pem`.", status=422)
+    else:
+        signer = issue_signing_certificate(ca, settings.operator_name)
+        KeyStore._install(paths.signer_key, signer.private_key_pem, private=True)
+        KeyStore._install(paths.signer_chain, signer.certificate_pem, private=False)
+        change.notes.append("signing certificate issued by the local CA")
+    change.signer = certificate_summary(paths.signer_chain.read_bytes())
+    return change
+
+
 class KeyStore:
     def __init__(self, hm: Hallmark) -> None:
         self.hm = hm
@@ -99,28 +129,7 @@ class KeyStore:
     # --- changing ----------------------------------------------------------------------------------------------
     def init(self) -> KeyChange:
         """Make the local root CA and a signing certificate where they are missing (what `hallmark init` does)."""
-        change = KeyChange("init")
-        if self.paths.ca_cert.exists() and self.paths.ca_key.exists():
-            change.notes.append("local root CA kept")
-            ca = IssuedCertificate(self.paths.ca_cert.read_bytes(), read_secret(self.paths.ca_key, "local CA key"))
-        else:
-            ca = make_root_ca(self.settings.operator_name)
-            self._install(self.paths.ca_key, ca.private_key_pem, private=True)
-            self._install(self.paths.ca_cert, ca.certificate_pem, private=False)
-            change.notes.append("local root CA created")
-        if self.paths.signer_chain.exists() and (self.paths.signer_key.exists() or self.settings.signer_callback):
-            change.notes.append("signing certificate kept")
-        elif self.settings.signer_callback:
-            raise KeyMaterialError("A KMS/HSM callback signs, but there is no certificate chain for its key.",
-                                   hint="Have a CA certify the KMS key, then `hallmark keys import --chain "
-                                   "CHAIN.pem`.", status=422)
-        else:
-            signer = issue_signing_certificate(ca, self.settings.operator_name)
-            self._install(self.paths.signer_key, signer.private_key_pem, private=True)
-            self._install(self.paths.signer_chain, signer.certificate_pem, private=False)
-            change.notes.append("signing certificate issued by the local CA")
-        change.signer = certificate_summary(self.paths.signer_chain.read_bytes())
-        return change
+        return ensure_signing_keys(self.settings)
 
     def rotate(self, *, new_ca: bool = False) -> KeyChange:
         """A new signing key and certificate from the local CA (and, with `new_ca`, a new local root whose

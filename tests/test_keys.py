@@ -160,6 +160,13 @@ def test_kms_callback_signer_keeps_the_key_off_disk(sqlite_initialized: Initiali
     assert chain.private_key_pem == b""
     change = KeyStore(hm).import_chain(chain.certificate_pem, None)
     assert not paths.signer_key.exists() and any("callback" in note for note in change.notes)
+    # `hallmark init` again (as an upgrade does, to migrate): the KMS chain stays, no local key appears.
+    from api.bootstrap import initialize
+
+    chain_before = paths.signer_chain.read_bytes()
+    rerun = initialize(hm.settings)
+    assert "C2PA signing certificate" in rerun.kept and paths.signer_chain.read_bytes() == chain_before
+    assert not paths.signer_key.exists()
     clip = sign_with(hm, plain_clip, tmp_path / "kms.mp4")
     assert state(hm, clip) == "Trusted"
     assert KeyStore(hm).status()["signer"]["kind"] == "callback (KMS/HSM)"
