@@ -33,9 +33,15 @@ class Database:
                 hint="Set HALLMARK_DATABASE_URL to e.g. postgresql+psycopg://user@host/db or leave it unset.",
             ) from exc
         self.url = url
-        self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        # "postgres://" is what Heroku-style hosts and libpq tools hand out; SQLAlchemy knows only "postgresql".
+        if parsed.drivername in ("postgres", "postgresql"):
             parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is what we ship
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise DatabaseUnavailable(
+                f"Hallmark runs on SQLite or PostgreSQL, not {parsed.get_backend_name()!r}.",
+                hint="Set HALLMARK_DATABASE_URL to e.g. postgresql+psycopg://user@host/db or leave it unset.",
+            )
         if self.is_sqlite:
             self.engine: Engine = create_engine(
                 parsed, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True

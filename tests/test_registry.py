@@ -49,3 +49,24 @@ def test_a_job_is_claimed_by_exactly_one_worker(database_url: str) -> None:
     with database.session() as session:
         assert Generations(session).get(generation.id).worker == "w1"
     database.dispose()
+
+
+def test_database_urls_as_hosts_hand_them_out_and_unsupported_backends(database_url: str) -> None:
+    """"postgres://" (Heroku-style, libpq tools) connects like "postgresql://"; a backend Hallmark does not run on is
+    refused with a hint, not a driver traceback."""
+    import pytest
+
+    from registry.errors import DatabaseUnavailable
+
+    if database_url.startswith("postgresql"):
+        database = Database("postgres://" + database_url.split("://", 1)[1])
+        try:
+            database.migrate()
+            with database.session() as session:
+                Accounts(session).create("heroku", Role.creator)
+            with database.session() as session:
+                assert [a.name for a in Accounts(session).list()] == ["heroku"]
+        finally:
+            database.dispose()
+    with pytest.raises(DatabaseUnavailable, match="SQLite or PostgreSQL"):
+        Database("mysql://someone@127.0.0.1/test")

@@ -7,6 +7,7 @@ import logging
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from api.cli import accounts, audit, cameo, gate, generate, keys, policy, serve, setup, verify, watermark, works
 from api.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, fail
@@ -45,5 +46,8 @@ def main() -> None:
         fail(f"Invalid {exc.title}: " + "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()),
             hint="For a Settings field, fix its HALLMARK_* environment variable or hallmark.toml entry.")
+    except SettingsError as exc:  # a complex setting (JSON list or object) whose environment value is not JSON
+        fail(f"Invalid setting: {exc}.", hint="Settings that hold a list or an object take JSON in their HALLMARK_* "
+             'variable, e.g. HALLMARK_TRUST_ANCHORS=\'["/etc/hallmark/root.pem"]\'.')
     except KeyboardInterrupt:
         fail("interrupted", code=130)
