@@ -98,3 +98,13 @@ def test_frames_whose_chroma_height_is_odd_are_stamped_end_to_end(tmp_path: Path
     assert stamp_file(source, marked, method=method, payload=bytes.fromhex("0123456789abcdef"),
                       visible_label="AI-generated") == 24
     assert detect_file(marked, method).payload == bytes.fromhex("0123456789abcdef")
+
+
+def test_a_label_longer_than_a_small_frame_is_cut_at_its_edge_not_a_crash() -> None:
+    # 60 characters on a 228x128 frame do not fit even at the smallest size; blending used to fail on the shapes.
+    mark = VisibleMark("AI-generated · " + "X" * 45, 228, 128, 24.0)
+    assert mark.label_w <= 228 and mark.label_h <= 128
+    frame = Frame.from_rgb(np.full((128, 228, 3), 90, dtype=np.uint8))
+    for index in range(0, 240, 7):
+        mark.apply(frame, index)
+    assert int(frame.y.max()) > 130  # the label is drawn (white at opacity 0.45 over grey 93)

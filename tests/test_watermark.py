@@ -8,6 +8,10 @@ import json
 import math
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -373,3 +377,42 @@ def test_cli_bad_input_gives_message_and_exit_code(tmp_path: Path) -> None:
     result = run_cli(["watermark", "embed", str(garbage), str(tmp_path / "o.mp4"), "--payload", "zz"], env)
     assert result.returncode != 0 and "not hexadecimal" in result.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_refuses_outputs_and_values_it_cannot_honour_before_any_work(tmp_path: Path) -> None:
+    """Each of these once ended in a traceback, or (a NaN strength) in a clip of white frames and exit 0."""
+    env = _cli_env(tmp_path)
+    source = write_clip(synthetic_frames("pan", 256, 144, 12, seed=5), tmp_path / "in.mp4")
+    (tmp_path / "adir.mp4").mkdir()
+    cases = [
+        ([str(tmp_path / "o.webm")], "a .webm file cannot hold"),
+        ([str(tmp_path / "noext")], "without an extension"),
+        ([str(tmp_path / "nodir" / "o.mp4")], "does not exist"),
+        ([str(tmp_path / "adir.mp4")], "is a directory"),
+        ([str(tmp_path / "o.mp4"), "--strength", "nan"], "strength must be a positive number"),
+        ([str(tmp_path / "o.mp4"), "--visible", "x", "--visible-opacity", "nan"], "opacity must be in (0, 1]"),
+        ([str(tmp_path / "o.mp4"), "--visible", "x", "--visible-scale", "nan"], "scale must be a positive number"),
+    ]
+    for args, fragment in cases:
+        result = run_cli(["watermark", "embed", str(source), *args, "--payload", "0123456789abcdef"], env)
+        assert result.returncode == 2 and fragment in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    odd = run_cli(["watermark", "embed", str(source), str(tmp_path / "o.mp4"), "--payload", "abc"], env)
+    assert odd.returncode == 2 and "'abc' has 3" in odd.stderr
+    assert not (tmp_path / "o.mp4").exists() and not list(tmp_path.glob(".*part*"))
+
+
+def test_cli_embed_stopped_by_sigterm_leaves_no_partial_file(tmp_path: Path) -> None:
+    env = _cli_env(tmp_path)
+    source = write_clip(synthetic_frames("pan", 1280, 720, 240, seed=6), tmp_path / "long.mp4")
+    command = [sys.executable, "-m", "api.cli", "watermark", "embed", str(source), str(tmp_path / "o.mp4"),
+               "--payload", "0123456789abcdef"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".o.mp4*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the encode has started writing its temp file
+    assert process.poll() is None, "the embed finished before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0 and b"Traceback" not in stderr
+    assert not (tmp_path / "o.mp4").exists() and not list(tmp_path.glob(".o.mp4*"))

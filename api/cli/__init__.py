@@ -4,6 +4,7 @@ an exit code."""
 from __future__ import annotations
 
 import logging
+import signal
 
 import typer
 from pydantic import ValidationError
@@ -36,8 +37,14 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # SIGTERM (kill, a container stopping) unwinds like Ctrl-C, so every `finally` runs and removes its temp files.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except (HallmarkError, RegistryError, GeneratorError) as exc:

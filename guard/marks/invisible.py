@@ -78,8 +78,12 @@ def check_payload(payload: bytes) -> bytes:
 
 
 def parse_payload_hex(text: str) -> bytes:
+    digits = text.strip()
+    if all(c in "0123456789abcdefABCDEF" for c in digits) and len(digits) % 2:
+        raise InvalidInput(f"A watermark payload is {PAYLOAD_BYTES * 2} hex digits; {digits!r} has {len(digits)}.",
+                           hint="Give 16 hex digits, e.g. 0123456789abcdef.")
     try:
-        payload = bytes.fromhex(text)
+        payload = bytes.fromhex(digits)
     except ValueError as exc:
         raise InvalidInput(f"{text!r} is not hexadecimal.", hint="Give 16 hex digits, e.g. 0123456789abcdef.") \
             from exc

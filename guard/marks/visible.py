@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from guard.errors import InvalidInput
 from guard.media import Frame
 
 
@@ -41,6 +42,10 @@ class VisibleMark:
 
     def __init__(self, text: str, width: int, height: int, fps: float, *, opacity: float = 0.45,
                  scale: float = 1.0, phase_seed: int = 0) -> None:
+        if not (math.isfinite(opacity) and 0.0 < opacity <= 1.0):
+            raise InvalidInput(f"The visible label's opacity must be in (0, 1]; got {opacity}.", hint="e.g. 0.45")
+        if not (math.isfinite(scale) and scale > 0.0):
+            raise InvalidInput(f"The visible label's scale must be a positive number; got {scale}.", hint="e.g. 1")
         self.width, self.height, self.fps = width, height, fps
         text_px = max(9, int(round(min(width, height) * 0.045 * scale)))
         fill, outline = _render_label(text, text_px)
@@ -48,6 +53,9 @@ class VisibleMark:
             # A narrow frame: shrink the label until it fits (legibility is then bounded by the frame itself).
             text_px = max(6, int(text_px * min(width / fill.shape[1], height / fill.shape[0]) * 0.95))
             fill, outline = _render_label(text, text_px)
+        # Still wider than the frame at the smallest size (a long label on a small frame): it is cut at the frame's
+        # edge rather than refused, so a clip is never released without its label for the label's length.
+        fill, outline = fill[:height & ~1, :width & ~1], outline[:height & ~1, :width & ~1]
         strong = min(1.0, opacity * 1.25)
         # Luma target: fill → white, outline → black; alpha is the combined coverage of both.
         self._alpha = np.clip(fill * opacity + outline * strong, 0.0, 1.0).astype(np.float32)
