@@ -70,7 +70,9 @@ def signing_key(hm: Hallmark) -> Ed25519PrivateKey:
     try:
         return load_private_key(read_secret(hm.paths.log_key, "audit log signing key"))
     except CheckpointError as exc:
-        raise KeyMaterialError(str(exc), hint="Run `hallmark init --force` to make a new log key.") from exc
+        raise KeyMaterialError(str(exc), hint="Restore keys/log.key from your backup; only if it is lost, move it "
+                               "away and run `hallmark init` for a new one (checkpoints published before then stop "
+                               "verifying).") from exc
 
 
 def public_key(hm: Hallmark) -> bytes:

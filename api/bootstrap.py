@@ -38,8 +38,12 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
         if force:
             _retire_keys(settings)
         _ensure_signing_keys(settings, result)
+        # The watermark secret, the face key and the log key are never retired by --force: a new watermark secret
+        # would stop every clip released so far from being traced (detection reads with the current key only),
+        # a new face key would lose the sealed face templates, and a new log key would break the audit log's
+        # continuity with every checkpoint already published. To replace one deliberately, move its file away and
+        # run `hallmark init` (README, "Keys").
         _ensure_secret(paths.watermark_key, "watermark secret key", new_secret_key, result)
-        # Never retired by --force: the face templates are sealed under it and cannot be re-enrolled from here.
         _ensure_secret(paths.face_key, "face template key", new_secret_key, result)
         if not paths.log_key.exists():
             private, public = make_ed25519_key()
@@ -98,8 +102,7 @@ def _retire_keys(settings: Settings) -> None:
         trusted = paths.keys / "trusted"
         trusted.mkdir(exist_ok=True)
         shutil.copy2(paths.ca_cert, trusted / f"root-{stamp}.pem")
-    for path in (paths.ca_cert, paths.ca_key, paths.signer_chain, paths.signer_key, paths.watermark_key,
-                 paths.log_key, paths.log_pub):
+    for path in (paths.ca_cert, paths.ca_key, paths.signer_chain, paths.signer_key):  # C2PA signing keys only
         if path.exists():
             retired.mkdir(parents=True, exist_ok=True)
             retired.chmod(0o700)

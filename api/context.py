@@ -49,8 +49,9 @@ class Hallmark:
             key = read_secret(self.paths.watermark_key, "watermark secret key")
         if len(key) < 16:
             raise KeyMaterialError("The watermark secret key is shorter than 128 bits.",
-                                   hint="Use `hallmark init --force` to make a new one (old marks then stop "
-                                   "resolving), or set HALLMARK_WATERMARK_KEY to a longer secret.")
+                                   hint="Move keys/watermark.key away and run `hallmark init` for a new one "
+                                   "(old marks then stop resolving), or set HALLMARK_WATERMARK_KEY to a longer "
+                                   "secret.")
         return key
 
     @cached_property

@@ -175,3 +175,26 @@ def test_kms_callback_signer_keeps_the_key_off_disk(sqlite_initialized: Initiali
     # Without a callback there is no key any more: signing fails closed with a clear message.
     with pytest.raises(KeyMaterialError, match="signing key is missing"):
         fresh(sqlite_initialized).signer()
+
+
+def test_init_force_renews_the_signing_keys_and_keeps_the_secrets_clips_and_checkpoints_depend_on(
+        tmp_path: Path) -> None:
+    """--force once retired the watermark secret and the log key too: every clip released before stopped being
+    traced, and every published checkpoint stopped verifying."""
+    from api.bootstrap import initialize
+
+    settings = make_settings(tmp_path / "data", f"sqlite:///{tmp_path / 'h.db'}",
+                             generator="tests.test_generator:ToneBackend")
+    initialize(settings)
+    paths = settings.paths
+    before = {path: path.read_bytes() for path in (paths.watermark_key, paths.face_key, paths.log_key,
+                                                    paths.log_pub, paths.ca_cert, paths.signer_chain)}
+    forced = initialize(settings, force=True)
+    assert "C2PA local root CA" in forced.created and "C2PA signing certificate issued by the local CA" in forced.created
+    for kept in (paths.watermark_key, paths.face_key, paths.log_key, paths.log_pub):
+        assert kept.read_bytes() == before[kept], kept
+    assert paths.ca_cert.read_bytes() != before[paths.ca_cert]
+    assert paths.signer_chain.read_bytes() != before[paths.signer_chain]
+    retired = sorted(p.name for p in (paths.keys / "retired").rglob("*") if p.is_file())
+    assert retired == sorted([paths.ca_cert.name, paths.ca_key.name, paths.signer_chain.name, paths.signer_key.name])
+    assert [p.read_bytes() for p in (paths.keys / "trusted").glob("root-*.pem")] == [before[paths.ca_cert]]

@@ -12,7 +12,8 @@ from api.settings import load_settings
 def register(app: typer.Typer) -> None:
     @app.command()
     def init(
-        force: bool = typer.Option(False, "--force", help="Make new keys (old ones are retired, not deleted)."),
+        force: bool = typer.Option(False, "--force", help="Make a new signing CA and C2PA certificate (the old "
+                                   "ones are retired, not deleted; the watermark, face and log keys are kept)."),
         json_output: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Create the data dir, database schema, signing CA, log and watermark keys, and the first admin key."""
