@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives import serialization
 
 from api.context import Hallmark
 from api.settings import Settings
@@ -55,6 +56,18 @@ class KeyChange:
 
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def as_pkcs8(key_pem: bytes) -> bytes:
+    """The key in PKCS#8 PEM, which c2pa-rs requires. `openssl ecparam -genkey` and many HSM exports write SEC1
+    ("BEGIN EC PRIVATE KEY"); such a key passed the match against the certificate and then failed at the first
+    signature, so it is converted here. A key cryptography cannot read is left for the checks to report."""
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        return key_pem
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
 
 def ensure_signing_keys(settings: Settings) -> KeyChange:
@@ -174,6 +187,8 @@ class KeyStore:
             raise KeyMaterialError("A private key is needed (--key), unless the key is held by a KMS/HSM.",
                                    hint="Set HALLMARK_SIGNER_CALLBACK=package.module:function to sign through a "
                                    "KMS/HSM, then import only the chain.")
+        if key_pem is not None:
+            key_pem = as_pkcs8(key_pem)
         check_signing_credential(chain_pem, key_pem)
         extra: list[bytes] = []
         if trust_root is not None:

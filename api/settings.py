@@ -123,6 +123,14 @@ class Settings(BaseSettings):
             raise ValueError(f"needs at least two distinct moves from {sorted(known)}")
         return value
 
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not on the first request: a malformed URL made every rate-limited endpoint answer 500.
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)")
+        return value
+
     @field_validator("training_mining", mode="after")
     @classmethod
     def _training_uses(cls, value: dict[str, str]) -> dict[str, str]:

@@ -91,7 +91,12 @@ def test_importing_an_operator_chain(sqlite_initialized: Initialized, plain_clip
     operator = issue_signing_certificate(operator_root, "Acme Studios")
     chain, key, root = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "root.pem"
     chain.write_bytes(operator.certificate_pem)
-    key.write_bytes(operator.private_key_pem)
+    # As `openssl ecparam -genkey` writes it (SEC1, "BEGIN EC PRIVATE KEY"): converted to PKCS#8 on import.
+    from cryptography.hazmat.primitives import serialization
+
+    key.write_bytes(serialization.load_pem_private_key(operator.private_key_pem, None).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    assert key.read_bytes().startswith(b"-----BEGIN EC PRIVATE KEY-----")
     root.write_bytes(operator_root.certificate_pem)
     before = paths_snapshot(hm)
 
@@ -115,6 +120,7 @@ def test_importing_an_operator_chain(sqlite_initialized: Initialized, plain_clip
     report = read_c2pa(clip, hm.trust)
     assert report.state == "Trusted" and report.issuer == "Acme Studios"
     assert hm.paths.signer_key.stat().st_mode & 0o777 == 0o600
+    assert hm.paths.signer_key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
 
 
 def paths_snapshot(hm: Hallmark) -> dict[str, bytes]:
