@@ -6,6 +6,7 @@ Everything the other packages need is read here and passed to them as plain valu
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-import os
+from guard.errors import InvalidInput
 
 
 def _config_file() -> Path | None:
     """The TOML config file: `HALLMARK_CONFIG`, else `hallmark.toml` in the current directory if present."""
     explicit = os.environ.get("HALLMARK_CONFIG")
     if explicit:
+        if not Path(explicit).is_file():  # named on purpose: running on defaults instead would hide the mistake
+            raise InvalidInput(f"HALLMARK_CONFIG names {explicit}, which is not a file.",
+                               hint="Fix the path, or unset HALLMARK_CONFIG to use ./hallmark.toml if present.")
         return Path(explicit)
     local = Path("hallmark.toml")
     return local if local.is_file() else None
