@@ -22,6 +22,10 @@ from pydantic_settings import (
 from guard.errors import InvalidInput
 
 
+TRAINING_MINING_DEFAULTS = {"cawg.ai_training": "notAllowed", "cawg.ai_generative_training": "notAllowed",
+                            "cawg.data_mining": "notAllowed"}
+
+
 def _config_file() -> Path | None:
     """The TOML config file: `HALLMARK_CONFIG`, else `hallmark.toml` in the current directory if present."""
     explicit = os.environ.get("HALLMARK_CONFIG")
@@ -85,9 +89,9 @@ class Settings(BaseSettings):
     signer_alg: str = Field("es256", description="Signature algorithm of the signing key (es256, es384, ps256, ...).")
     manifest_include_prompt: bool = Field(False, description="Publish the prompt text in the C2PA manifest.")
     training_mining: dict[str, str] = Field(
-        default_factory=lambda: {"cawg.ai_training": "notAllowed", "cawg.ai_generative_training": "notAllowed",
-                                 "cawg.data_mining": "notAllowed"},
-        description="CAWG training/mining entries written into every manifest (allowed, notAllowed, constrained).")
+        default_factory=lambda: dict(TRAINING_MINING_DEFAULTS),
+        description="CAWG training/mining entries written into every manifest (allowed, notAllowed, constrained); "
+                    "a JSON object, whose entries override the defaults one by one.")
 
     # --- likeness (cameos, protected persons)
     face_key: SecretStr | None = Field(None, description="Overrides the data dir's face template key file.")
@@ -141,7 +145,9 @@ class Settings(BaseSettings):
         for key, use in value.items():
             if use not in ("allowed", "notAllowed", "constrained"):
                 raise ValueError(f"{key}: use must be allowed, notAllowed or constrained, not {use!r}")
-        return value
+        # Setting one entry (e.g. {"cawg.data_mining": "allowed"}) must not silently drop the other two from every
+        # manifest: what is not given keeps its default.
+        return {**TRAINING_MINING_DEFAULTS, **value}
 
     @field_validator("audit_origin", mode="after")
     @classmethod

@@ -304,3 +304,11 @@ def test_a_trusted_timestamp_keeps_credentials_valid_after_the_certificate_expir
     assert (later.state, later.failure_codes, later.signing_time) == ("Trusted", [], fresh.signing_time)
     # The timestamp counts only when its authority is trusted too.
     assert read_c2pa(target, trust_context([ca.certificate_pem])).problem == "expired"
+
+
+def test_one_training_mining_setting_keeps_the_other_defaults(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from api.settings import TRAINING_MINING_DEFAULTS, Settings
+
+    settings = Settings(data_dir=tmp_path, training_mining={"cawg.data_mining": "allowed"})
+    assert settings.training_mining == {**TRAINING_MINING_DEFAULTS, "cawg.data_mining": "allowed"}
+    assert set(settings.training_mining) == {"cawg.ai_training", "cawg.ai_generative_training", "cawg.data_mining"}

@@ -416,3 +416,14 @@ def test_cli_embed_stopped_by_sigterm_leaves_no_partial_file(tmp_path: Path) -> 
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0 and b"Traceback" not in stderr
     assert not (tmp_path / "o.mp4").exists() and not list(tmp_path.glob(".o.mp4*"))
+
+
+@pytest.mark.media
+def test_cli_embed_of_a_cut_file_warns_that_the_output_is_shorter(tmp_path: Path) -> None:
+    env = _cli_env(tmp_path)
+    whole = (MEDIA / "car-detection.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) * 3 // 10])  # its index is at the front: the first ~30 % still decodes
+    result = run_cli(["watermark", "embed", str(cut), str(tmp_path / "o.mp4"), "--payload", "0123456789abcdef"], env)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"declares 377 frames but only \d+ could be decoded", result.stderr), result.stderr

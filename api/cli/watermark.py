@@ -43,6 +43,9 @@ def embed(
                             crf=hm.settings.output_crf, preset=hm.settings.output_preset,
                             progress=lambda done: bar.update(task, completed=done), strength=strength)
     out.print(f"wrote {target} ({frames} frames, method {method.name})")
+    if total and frames < 0.98 * total:  # a damaged or cut file: say so, the output is shorter than the input
+        err.print(f"[yellow]warning:[/] {source} declares {total} frames but only {frames} could be decoded; "
+                  f"{target} holds those {frames}.", highlight=False)
 
 
 @app.command("detect")
