@@ -156,6 +156,12 @@ class KeyStore:
                                    "a new local root with `hallmark keys rotate --ca`." if not new_ca else
                                    "Run `hallmark keys init` first.")
         change = KeyChange("rotate-ca" if new_ca else "rotate")
+        if self.paths.signer_chain.exists() and self.paths.ca_cert.exists():
+            current = certificate_summary(self.paths.signer_chain.read_bytes())[0]
+            local = certificate_summary(self.paths.ca_cert.read_bytes())[0]
+            if current["issuer"] != local["subject"]:  # an imported chain: say it goes, rather than drop it quietly
+                change.notes.append(f"the imported chain (issued by {current['issuer']}) is replaced by a "
+                                    "certificate from the local CA; `hallmark keys import` brings yours back")
         stamp = _stamp()
         if new_ca:
             ca = make_root_ca(self.settings.operator_name)

@@ -6,7 +6,9 @@ Everything the other packages need is read here and passed to them as plain valu
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,21 @@ def _config_file() -> Path | None:
         return Path(explicit)
     local = Path("hallmark.toml")
     return local if local.is_file() else None
+
+
+def _check_config_keys(path: Path, known: set[str]) -> None:
+    """A key the settings do not have (`prot = 9001`) is a typo, not something to ignore: the server would run on
+    the default and the operator would not know why."""
+    try:
+        entries = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"{path} is not a readable TOML file: {exc}", hint="Fix it or point HALLMARK_CONFIG "
+                           "elsewhere.") from exc
+    for key in entries:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            raise InvalidInput(f"{path}: {key!r} is not a Hallmark setting.",
+                               hint=f"Did you mean {close[0]!r}?" if close else "`hallmark config` lists them all.")
 
 
 class Settings(BaseSettings):
@@ -173,6 +190,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config = _config_file()
         if config is not None:
+            _check_config_keys(config, set(settings_cls.model_fields))
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
 

@@ -103,11 +103,15 @@ def test_cli_denial_and_bad_input(sqlite_initialized, tmp_path: Path) -> None:
         assert fragment in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "a.mp4").exists()
-    # Settings an operator gets wrong: a list that is not JSON, a database Hallmark does not run on.
+    # Settings an operator gets wrong: a list that is not JSON, a database Hallmark does not run on, a config file
+    # that is not there or has a misspelt key.
+    typo = tmp_path / "hallmark.toml"
+    typo.write_text("prot = 9001\n")
     for variable, value, fragment in (("HALLMARK_TRUST_ANCHORS", "/etc/root.pem", "take JSON"),
                                       ("HALLMARK_DATABASE_URL", "mysql://x@127.0.0.1/db", "SQLite or PostgreSQL"),
                                       ("HALLMARK_REDIS_URL", "127.0.0.1:6379", "must start with redis://"),
-                                      ("HALLMARK_CONFIG", str(tmp_path / "missing.toml"), "which is not a file")):
+                                      ("HALLMARK_CONFIG", str(tmp_path / "missing.toml"), "which is not a file"),
+                                      ("HALLMARK_CONFIG", str(typo), "Did you mean 'port'?")):
         result = run_cli(["accounts", "list"], {**env, variable: value})
         assert result.returncode != 0 and fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
 

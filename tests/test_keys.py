@@ -121,6 +121,10 @@ def test_importing_an_operator_chain(sqlite_initialized: Initialized, plain_clip
     assert report.state == "Trusted" and report.issuer == "Acme Studios"
     assert hm.paths.signer_key.stat().st_mode & 0o777 == 0o600
     assert hm.paths.signer_key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    # Rotating now goes back to the local CA, and says that the imported chain goes.
+    rotated = KeyStore(hm).rotate()
+    assert any("imported chain (issued by O=Acme Studios" in note for note in rotated.notes), rotated.notes
+    assert not any("imported" in note for note in KeyStore(fresh(sqlite_initialized)).rotate().notes)
 
 
 def paths_snapshot(hm: Hallmark) -> dict[str, bytes]:
