@@ -33,8 +33,14 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
 
     database = Database(settings.resolved_database_url)
     try:
-        database.migrate()
-        result.created.append("database schema (migrated to the newest revision)")
+        before = database.migrate()
+        head = database.head_revision()
+        if before is None:
+            result.created.append(f"database schema (revision {head})")
+        elif before != head:
+            result.created.append(f"database schema migration {before} -> {head}")
+        else:
+            result.kept.append(f"database schema (revision {head}, the newest)")
         if force:
             _retire_keys(settings)
         _ensure_signing_keys(settings, result)

@@ -68,22 +68,28 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS))
         return config
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent)."""
+    def migrate(self) -> str | None:
+        """Bring the schema to the newest revision (idempotent). Returns the revision it started from (None for an
+        empty database), so that `hallmark init` can say whether it created, upgraded or only checked it."""
         config = self._alembic_config()
         try:
             with self.engine.begin() as connection:
+                before = MigrationContext.configure(connection).get_current_revision()
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
+            return before
         except OperationalError as exc:
             raise DatabaseUnavailable(
                 f"Cannot reach the database to create its schema: {exc.orig}",
                 hint="Check HALLMARK_DATABASE_URL and that the server is running.",
             ) from exc
 
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
     def require_schema(self) -> None:
         """Fail with a clear message when `hallmark init` (or a needed migration) has not run."""
-        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        head = self.head_revision()
         try:
             with self.engine.connect() as connection:
                 current = MigrationContext.configure(connection).get_current_revision()

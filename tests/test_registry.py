@@ -9,8 +9,8 @@ from registry import Accounts, ApiKey, Database, Generation, Generations, Role, 
 
 def test_migrate_is_idempotent_and_schema_is_checked(database_url: str) -> None:
     database = Database(database_url)
-    database.migrate()
-    database.migrate()
+    assert database.migrate() is None  # an empty database: created from nothing
+    assert database.migrate() == database.head_revision()  # then already at the newest: nothing to do
     database.require_schema()
     database.dispose()
 
