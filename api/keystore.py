@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives import serialization
 
 from api.context import Hallmark
 from api.settings import Settings
@@ -29,6 +28,7 @@ from guard.provenance import build_manifest, callback_signer, load_sign_callback
 from guard.provenance.signing import pem_signer
 from guard.provenance.keys import (
     IssuedCertificate,
+    as_pkcs8,
     certificate_summary,
     check_signing_credential,
     fingerprint,
@@ -56,18 +56,6 @@ class KeyChange:
 
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-
-
-def as_pkcs8(key_pem: bytes) -> bytes:
-    """The key in PKCS#8 PEM, which c2pa-rs requires. `openssl ecparam -genkey` and many HSM exports write SEC1
-    ("BEGIN EC PRIVATE KEY"); such a key passed the match against the certificate and then failed at the first
-    signature, so it is converted here. A key cryptography cannot read is left for the checks to report."""
-    try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
-        return key_pem
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def ensure_signing_keys(settings: Settings) -> KeyChange:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import string
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -79,7 +80,7 @@ def check_payload(payload: bytes) -> bytes:
 
 def parse_payload_hex(text: str) -> bytes:
     digits = text.strip()
-    if all(c in "0123456789abcdefABCDEF" for c in digits) and len(digits) % 2:
+    if set(digits) <= set(string.hexdigits) and len(digits) % 2:
         raise InvalidInput(f"A watermark payload is {PAYLOAD_BYTES * 2} hex digits; {digits!r} has {len(digits)}.",
                            hint="Give 16 hex digits, e.g. 0123456789abcdef.")
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from guard.errors import KeyMaterialError
@@ -60,9 +61,19 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _private_pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+def _private_pem(key: PrivateKeyTypes) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+
+
+def as_pkcs8(key_pem: bytes) -> bytes:
+    """The key in PKCS#8 PEM, which c2pa-rs requires. `openssl ecparam -genkey` and many HSM exports write SEC1
+    ("BEGIN EC PRIVATE KEY"); such a key passed the match against the certificate and then failed at the first
+    signature, so it is converted on import. A key cryptography cannot read is left for the checks to report."""
+    try:
+        return _private_pem(serialization.load_pem_private_key(key_pem, password=None))
+    except (ValueError, TypeError):
+        return key_pem
 
 
 @dataclass(frozen=True)
