@@ -3,6 +3,11 @@
 Frames travel through Hallmark as planar YUV 4:2:0 arrays of shape (H*3/2, W), the layout PyAV and every H.264
 encoder use natively: decoding and encoding need no colour conversion, and the marks work on the luma plane
 directly. `Frame` gives named views of the three planes. Everything streams: one frame in memory at a time.
+
+Frames are read upright, as a player shows them: a phone's portrait clip is stored as landscape pictures with a
+display rotation in its container, which `read_frames` applies (as the `ffmpeg` command does by default). The marks
+are therefore drawn and read in the orientation people see, so a marked clip that a platform re-encodes upright, or
+that keeps its rotation tag, still reads; and what `stamp_file` writes is upright and needs no tag.
 """
 
 from __future__ import annotations
@@ -31,21 +36,28 @@ class VideoInfo:
     has_audio: bool
     container: str  # FFmpeg's format name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
     codec: str
+    rotation: int = 0  # degrees (0, 90, 180, 270) the player turns the stored pictures counter-clockwise;
+    # width and height above are already the upright size, the one `read_frames` yields
+    time_base: Fraction | None = None  # of the video stream's timestamps
 
 
 class Frame:
     """One picture as a (H*3/2, W) uint8 yuv420p buffer, with views of its planes (writes go to the buffer).
 
     `key` says whether the decoder produced it as a key (intra) frame; frames made in memory count as key frames.
-    Lossy encoders keep key frames closest to the source, which the watermark detector uses to weigh evidence."""
+    Lossy encoders keep key frames closest to the source, which the watermark detector uses to weigh evidence.
 
-    __slots__ = ("buffer", "height", "key", "width")
+    `pts` is the decoded frame's presentation time in its stream's time base (None for frames made in memory): a
+    writer given that time base keeps the source's timing, variable frame rates included."""
 
-    def __init__(self, buffer: np.ndarray, key: bool = True) -> None:
+    __slots__ = ("buffer", "height", "key", "pts", "width")
+
+    def __init__(self, buffer: np.ndarray, key: bool = True, pts: int | None = None) -> None:
         self.buffer = np.ascontiguousarray(buffer)  # the plane views below are views of its flat memory
         self.height = buffer.shape[0] * 2 // 3
         self.width = buffer.shape[1]
         self.key = key
+        self.pts = pts
 
     @classmethod
     def from_rgb(cls, rgb: np.ndarray) -> "Frame":
@@ -82,6 +94,12 @@ class Frame:
     def to_video_frame(self) -> av.VideoFrame:
         return av.VideoFrame.from_ndarray(self.buffer, format="yuv420p")
 
+    def turned(self, quarter_turns: int) -> "Frame":
+        """This picture turned counter-clockwise by `quarter_turns` x 90 degrees (each plane apart, 4:2:0 kept)."""
+        y, u, v = (np.rot90(plane, quarter_turns) for plane in (self.y, self.u, self.v))
+        buffer = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(-1, y.shape[1])
+        return Frame(buffer, key=self.key, pts=self.pts)
+
 
 # FFmpeg demuxers that render text or character art as video (a .txt, .nfo or .ans file opens as "tty" and decodes
 # into frames of glyphs). Such a file is not a clip: verifying it would report "no watermark" on something that was
@@ -114,6 +132,23 @@ def _open_for_reading(path: Path) -> av.container.InputContainer:
     return container
 
 
+def _quarter_turns(rotation: float | None) -> int:
+    """The display rotation (degrees counter-clockwise, as PyAV reads it) as a number of quarter turns, 0-3. Only
+    whole quarter turns occur in practice (phones and cameras write 0, 90, 180 or 270)."""
+    return int(round((rotation or 0) / 90.0)) % 4
+
+
+def _display_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """The stream's display rotation in degrees (0, 90, 180, 270). FFmpeg hands it on with each decoded frame, not
+    with the stream, so the first frame is decoded; a file that cannot give one is reported by `read_frames`."""
+    try:
+        for frame in container.decode(stream):
+            return 90 * _quarter_turns(frame.rotation)
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
 def probe(path: Path) -> VideoInfo:
     container = _open_for_reading(path)
     try:
@@ -125,22 +160,29 @@ def probe(path: Path) -> VideoInfo:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / av.time_base
+        width, height = stream.codec_context.width, stream.codec_context.height
+        rotation = _display_rotation(container, stream)
+        if rotation in (90, 270):
+            width, height = height, width
         return VideoInfo(
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
             fps=fps,
             frame_count=stream.frames or None,
             duration=duration,
             has_audio=bool(container.streams.audio),
             container=container.format.name,
             codec=stream.codec_context.name,
+            rotation=rotation,
+            time_base=stream.time_base,
         )
     finally:
         container.close()
 
 
 def read_frames(path: Path, *, start: float | None = None) -> Iterator[Frame]:
-    """Decode `path` frame by frame as yuv420p. Odd sizes lose their last row/column (4:2:0 needs even sizes).
+    """Decode `path` frame by frame as yuv420p, upright (its display rotation applied). Odd sizes lose their last
+    row/column (4:2:0 needs even sizes).
 
     Raises MediaError when the file cannot be decoded, including a truncated file that yields no frame at all;
     a file cut short after some frames yields the frames that decode (that is what players show, too)."""
@@ -155,12 +197,15 @@ def read_frames(path: Path, *, start: float | None = None) -> Iterator[Frame]:
             for video_frame in container.decode(stream):
                 if start and video_frame.time is not None and video_frame.time < start:
                     continue
+                # Taken before any conversion: the converted copy need not carry the decoder's side data.
+                key, pts, turns = bool(video_frame.key_frame), video_frame.pts, _quarter_turns(video_frame.rotation)
                 width, height = video_frame.width & ~1, video_frame.height & ~1
                 if video_frame.format.name != "yuv420p" or (width, height) != (video_frame.width,
                                                                                video_frame.height):
                     video_frame = video_frame.reformat(width=width, height=height, format="yuv420p")
                 produced += 1
-                yield Frame(video_frame.to_ndarray(), key=bool(video_frame.key_frame))
+                frame = Frame(video_frame.to_ndarray(), key=key, pts=pts)
+                yield frame.turned(turns) if turns else frame
         except av.error.FFmpegError as exc:
             if produced == 0:
                 raise MediaError(
@@ -178,7 +223,11 @@ class VideoWriter:
     """Encode yuv420p frames to an MP4 (H.264 by default, faststart), optionally with audio.
 
     Audio comes either from samples (a generator's output: float32 in [-1, 1], shape (channels, samples), encoded
-    to AAC) or from another file (its packets are copied unchanged, e.g. when stamping an uploaded clip)."""
+    to AAC) or from another file (its packets are copied unchanged, e.g. when stamping an uploaded clip).
+
+    Frames are timed one `1/fps` apart, unless the writer is given the source's `time_base`: then each frame keeps
+    its own `pts` (a phone's variable frame rate, dropped or repeated frames), so the video stays in step with the
+    audio copied from that same source."""
 
     def __init__(
         self,
@@ -195,6 +244,7 @@ class VideoWriter:
         audio: tuple[np.ndarray, int] | None = None,
         audio_from: Path | None = None,
         options: dict[str, str] | None = None,
+        time_base: Fraction | None = None,
     ) -> None:
         if width % 2 or height % 2:
             raise InvalidInput(f"Video size {width}x{height} must be even for 4:2:0 encoding.")
@@ -206,7 +256,13 @@ class VideoWriter:
         self._video = self._container.add_stream(codec, rate=rate)
         self._video.width, self._video.height = width, height
         self._video.pix_fmt = pix_fmt
-        self._video.time_base = 1 / rate
+        self._source_timing = time_base is not None
+        self._video.time_base = time_base or 1 / rate
+        self._video.codec_context.time_base = self._video.time_base
+        # One frame's duration in that time base: the step for a frame that comes without a timestamp.
+        self._step = max(1, round(1 / (rate * self._video.time_base)))
+        self._last_pts: int | None = None
+        self._offset = 0
         codec_options = dict(options or {})
         if crf is not None:
             codec_options["crf"] = str(crf)
@@ -247,10 +303,26 @@ class VideoWriter:
 
     def write(self, frame: Frame) -> None:
         video_frame = frame.to_video_frame()
-        video_frame.pts = self._index
+        video_frame.pts = self._next_pts(frame)
         self._index += 1
         for packet in self._video.encode(video_frame):
             self._container.mux(packet)
+
+    def _next_pts(self, frame: Frame) -> int:
+        """The source's timestamp when the writer keeps its timing, else the frame's index. Timestamps must rise:
+        a missing one follows the last by a frame's duration, a repeated or earlier one by one tick, and the first
+        is moved to 0 should it be negative (an edit list's lead-in), which MP4 cannot start with."""
+        if not self._source_timing:
+            return self._index
+        if frame.pts is None:
+            pts = 0 if self._last_pts is None else self._last_pts + self._step
+        elif self._last_pts is None:
+            self._offset = -min(frame.pts, 0)
+            pts = frame.pts + self._offset
+        else:
+            pts = max(frame.pts + self._offset, self._last_pts + 1)
+        self._last_pts = pts
+        return pts
 
     @property
     def frames_written(self) -> int:

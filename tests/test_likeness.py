@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.face_clips import challenge_clip, frame_of
+from tests.face_clips import GIF_FPS, challenge_clip, challenge_frames, frame_of
+from tests.phone_clip import write_phone_clip
 from guard.errors import KeyMaterialError
 from guard.likeness.analysis import analyze
 from guard.likeness.index import Entry, FaceIndex
@@ -82,6 +83,18 @@ def test_the_order_of_head_movements_is_read_from_video(media_dir: Path, tmp_pat
     clip = challenge_clip(media_dir, moves, tmp_path / "answer.mp4")
     faces = analyze_video(clip, max_seconds=20, max_embeddings=3)
     assert faces.count(1) == len(faces.frames)
+    assert [str(move) for move in observed_moves(faces.frames)] == moves
+
+
+def test_a_challenge_answered_on_a_phone_is_read_upright(media_dir: Path, tmp_path: Path) -> None:
+    """A portrait phone clip stores its pictures on their side, where the face detector finds no face; the moves are
+    read because frames are decoded upright (before, such an answer could never pass)."""
+    moves = ["turn_right", "turn_left"]
+    frames = [rgb[: rgb.shape[0] & ~1, : rgb.shape[1] & ~1] for rgb in challenge_frames(media_dir, moves)]
+    times = [round(index * 1000 / GIF_FPS) for index in range(len(frames))]
+    clip = write_phone_clip(frames, tmp_path / "answer.mp4", times)
+    faces = analyze_video(clip, max_seconds=20, max_embeddings=3)
+    assert faces.count(1) == len(faces.frames) > 0
     assert [str(move) for move in observed_moves(faces.frames)] == moves
 
 

@@ -29,8 +29,9 @@ from guard.marks.tiled import detect as tiled_detect
 from guard.marks.tiled.detect import LISTED_PEAKS, black_fill, find_lattices, static_fill_mask, whitened_residuals
 from guard.marks.tiled.layout import chip_size
 from guard.marks.tiled.stats import BENTKUS_C, bonferroni_p, decoded_p, log_rademacher_tail
-from guard.media import Frame, read_frames
+from guard.media import Frame, probe, read_frames
 from tests.conftest import run_cli
+from tests.phone_clip import write_phone_clip
 
 KEY = bytes(range(32))
 PAYLOAD = bytes.fromhex("0123456789abcdef")
@@ -182,6 +183,34 @@ def test_whitening_weights_strong_texture_down_where_the_mark_is_a_smaller_share
     quiet_weighted_up = _mark_share_after_whitening(luma, mark, float(chip), 1.5)
     equal_weights = _mark_share_after_whitening(luma, mark, float(chip), 1.0)
     assert quiet_weighted_up > 1.2 * equal_weights > 0.3
+
+
+def test_a_phone_clip_is_marked_upright_in_its_own_timing_and_reads_back(tmp_path: Path) -> None:
+    """Before, a portrait clip came out lying on its side (the rotation tag was dropped, the pictures kept as
+    stored) and every frame 1/fps apart, drifting from its copied audio."""
+    times = [int(t) for t in np.cumsum(np.random.default_rng(3).choice([20, 33, 50, 80], size=48))]  # ms
+    pictures = list(synthetic_frames("pan", 360, 480, len(times), seed=4))
+    for rgb in pictures:
+        rgb[:40, :60] = 255  # a white block marks the upright picture's top-left corner
+    source = write_phone_clip(pictures, tmp_path / "phone.mp4", times, audio_seconds=2.0)
+    info = probe(source)
+    assert (info.width, info.height, info.rotation) == (360, 480, 90)
+    first = next(read_frames(source))
+    assert (first.width, first.height) == (360, 480)
+    assert first.y[:30, :30].mean() > 200 > first.y[-30:, :30].mean()
+
+    marked = tmp_path / "marked.mp4"
+    stamp_file(source, marked, method=watermark_method("hallmark", KEY), payload=PAYLOAD)
+    out = probe(marked)
+    assert (out.width, out.height, out.rotation, out.has_audio) == (360, 480, 0, True)
+    written = list(read_frames(marked))
+    assert written[0].y[:30, :30].mean() > 200 > written[0].y[-30:, :30].mean()
+    assert out.time_base is not None
+    ms = [round(float(frame.pts * out.time_base) * 1000) for frame in written if frame.pts is not None]
+    first_ms = round(float(first.pts * info.time_base) * 1000)
+    assert ms == [t - times[0] + first_ms for t in times]  # the source's gaps, frame for frame
+    detection = detect_file(marked, watermark_method("hallmark", KEY))
+    assert detection.payload == PAYLOAD and detection.p_value <= 1e-6, detection
 
 
 def test_flat_content_reads_back_at_the_stronger_strength_within_the_psnr_budget(tmp_path: Path) -> None:

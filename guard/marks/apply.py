@@ -40,7 +40,8 @@ def stamp_file(source: Path, target: Path, *, method: WatermarkMethod | None, pa
                visible_label: str | None = None, visible_opacity: float = 0.45, visible_scale: float = 1.0,
                crf: int = 18, preset: str = "medium", progress: FrameProgress | None = None,
                strength: float = 1.0) -> int:
-    """Mark an existing video file into an MP4 at `target`, keeping its audio. Written to a temp name and renamed
+    """Mark an existing video file into an MP4 at `target`, keeping its audio and its frames' timing. The frames are
+    marked and written upright (the source's display rotation applied, media.py). Written to a temp name and renamed
     only when complete: `target` is either the whole marked clip or absent."""
     check_output_path(target)
     if not (math.isfinite(strength) and strength > 0):
@@ -55,7 +56,7 @@ def stamp_file(source: Path, target: Path, *, method: WatermarkMethod | None, pa
                if visible_label else None)
     partial = temp_path_beside(target)
     try:
-        with VideoWriter(partial, width, height, fps, crf=crf, preset=preset,
+        with VideoWriter(partial, width, height, fps, crf=crf, preset=preset, time_base=info.time_base,
                          audio_from=source if info.has_audio else None) as writer:
             count = stamp_frames(read_frames(source), writer, visible=visible, embedder=embedder,
                                  progress=progress)
