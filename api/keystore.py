@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,33 @@ class KeyChange:
     retired_to: str | None = None
     trusted_added: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+EXPIRY_WARNING = timedelta(days=30)  # warn this long before the signing certificate expires
+
+
+def signing_warnings(settings: Settings, now: datetime | None = None) -> list[str]:
+    """What the operator must act on before clips stop verifying, said by `init`, `keys list`, `serve` and
+    `worker`. Without a timestamp authority a C2PA validator checks the certificate at the time it reads the clip,
+    so every clip signed with this certificate reads as expired once the certificate is: a timestamp proves the
+    signature was made while the certificate was valid."""
+    if not settings.paths.signer_chain.exists():
+        return []
+    leaf = load_certificates(settings.paths.signer_chain.read_bytes(), "signing certificate chain")[0]
+    until = leaf.not_valid_after_utc
+    left = until - (now or datetime.now(timezone.utc))
+    warnings = []
+    if left <= timedelta(0):
+        warnings.append(f"The signing certificate expired on {until:%Y-%m-%d}: generations cannot be signed. "
+                        "Run `hallmark keys rotate` (or import a renewed chain).")
+    elif left <= EXPIRY_WARNING:
+        warnings.append(f"The signing certificate expires on {until:%Y-%m-%d} ({left.days} days): run "
+                        "`hallmark keys rotate` (or import a renewed chain) before then.")
+    if not settings.tsa_url:
+        warnings.append(f"No timestamp authority is set (HALLMARK_TSA_URL), so clips signed with this certificate "
+                        f"will verify as expired after {until:%Y-%m-%d}; set an RFC 3161 timestamp authority for "
+                        "production.")
+    return warnings
 
 
 def _stamp() -> str:
@@ -183,7 +210,7 @@ class KeyStore:
                                    "KMS/HSM, then import only the chain.")
         if key_pem is not None:
             key_pem = as_pkcs8(key_pem)
-        check_signing_credential(chain_pem, key_pem)
+        check_signing_credential(chain_pem, key_pem, self.settings.signer_alg)
         extra: list[bytes] = []
         if trust_root is not None:
             roots = load_certificates(trust_root, "trust root")

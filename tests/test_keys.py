@@ -55,10 +55,27 @@ def test_list_shows_chain_anchors_and_never_a_private_key(sqlite_initialized: In
     assert not leaf["ca"] and root["ca"] and leaf["issuer"] == root["subject"]
     assert [a["source"] for a in status["trust_anchors"]] == ["local root"]
     assert status["tsa_url"] is None
+    assert [w for w in status["warnings"] if "No timestamp authority" in w and leaf["not_after"][:10] in w]
     human = run_cli(["keys", "list"], sqlite_initialized.env)
-    assert human.returncode == 0 and "Trust anchors" in human.stdout
+    assert human.returncode == 0 and "Trust anchors" in human.stdout and "will verify as expired" in human.stdout
     for output in (result.stdout, human.stdout, result.stderr, human.stderr):
         assert "PRIVATE KEY" not in output
+
+
+def test_the_operator_is_warned_before_the_signing_certificate_expires(sqlite_initialized: Initialized) -> None:
+    """Before, nothing said so until generations failed and released clips read as expired."""
+    import datetime as dt
+
+    from api.keystore import signing_warnings
+    from guard.provenance.keys import load_certificates
+
+    settings = fresh(sqlite_initialized, tsa_url="http://127.0.0.1:9/tsa").settings
+    until = load_certificates(settings.paths.signer_chain.read_bytes(), "chain")[0].not_valid_after_utc
+    assert signing_warnings(settings, now=until - dt.timedelta(days=60)) == []  # a TSA is set and time is left
+    soon = signing_warnings(settings, now=until - dt.timedelta(days=10))
+    assert len(soon) == 1 and f"expires on {until:%Y-%m-%d} (10 days)" in soon[0] and "keys rotate" in soon[0]
+    past = signing_warnings(settings, now=until + dt.timedelta(days=1))
+    assert len(past) == 1 and "expired on" in past[0] and "cannot be signed" in past[0]
 
 
 def test_rotation_keeps_earlier_clips_trusted(sqlite_initialized: Initialized, plain_clip: Path,
@@ -125,6 +142,37 @@ def test_importing_an_operator_chain(sqlite_initialized: Initialized, plain_clip
     rotated = KeyStore(hm).rotate()
     assert any("imported chain (issued by O=Acme Studios" in note for note in rotated.notes), rotated.notes
     assert not any("imported" in note for note in KeyStore(fresh(sqlite_initialized)).rotate().notes)
+
+
+def test_a_p384_chain_is_refused_with_the_algorithm_to_set_then_signs_as_es384(
+        sqlite_initialized: Initialized, plain_clip: Path, tmp_path: Path) -> None:
+    """Before, c2pa-rs refused the key as "invalid ES256 private key … unsupported algorithm OID" with a hint to
+    re-import, and the command exited 1."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    root = make_root_ca("Org B")
+    leaf = issue_signing_certificate(root, "Org B", public_key=key.public_key())
+    files = {"--chain": leaf.certificate_pem, "--trust-root": root.certificate_pem,
+             "--key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())}
+    args = ["keys", "import"]
+    for option, data in files.items():
+        (tmp_path / option.strip("-")).write_bytes(data)
+        args += [option, str(tmp_path / option.strip("-"))]
+    hm = fresh(sqlite_initialized)
+    before = paths_snapshot(hm)
+    refused = run_cli(args, sqlite_initialized.env)
+    assert refused.returncode == 2, refused.stderr
+    assert "secp384r1 key, which signs as es384, but HALLMARK_SIGNER_ALG is es256" in refused.stderr
+    assert "HALLMARK_SIGNER_ALG=es384" in refused.stderr and paths_snapshot(hm) == before
+
+    env = {**sqlite_initialized.env, "HALLMARK_SIGNER_ALG": "es384"}
+    assert run_cli(args, env).returncode == 0
+    hm = fresh(sqlite_initialized, signer_alg="es384")
+    report = read_c2pa(sign_with(hm, plain_clip, tmp_path / "org-b.mp4"), hm.trust)
+    assert report.state == "Trusted" and report.issuer == "Org B"
 
 
 def paths_snapshot(hm: Hallmark) -> dict[str, bytes]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -186,7 +186,31 @@ def is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def check_signing_credential(chain_pem: bytes, key_pem: bytes | None) -> x509.Certificate:
+# The C2PA signature algorithms each kind of key can make (C2PA 2.x, "Digital signatures"), strongest match first.
+CURVE_ALGS = {"secp256r1": ("es256",), "secp384r1": ("es384",), "secp521r1": ("es512",)}
+RSA_ALGS = ("ps256", "ps384", "ps512")
+
+
+def algorithms_for(public_key: object) -> tuple[str, ...]:
+    """The C2PA algorithms (HALLMARK_SIGNER_ALG values) a certificate's key can sign with; () for none."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return CURVE_ALGS.get(public_key.curve.name, ())
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return ("ed25519",)
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return RSA_ALGS
+    return ()
+
+
+def _key_kind(public_key: object) -> str:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return f"an ECDSA {public_key.curve.name} key"
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"an RSA-{public_key.key_size} key"
+    return f"an {type(public_key).__name__.removesuffix('PublicKey').removeprefix('_')} key"
+
+
+def check_signing_credential(chain_pem: bytes, key_pem: bytes | None, alg: str | None = None) -> x509.Certificate:
     """Check a signing chain (leaf first) and its private key against what c2pa-rs requires of a C2PA signer, and
     say every problem at once. Returns the leaf certificate. (The final word is a test signature read back: see
     `api.keystore`; this gives the clear reasons first.)"""
@@ -214,6 +238,17 @@ def check_signing_credential(chain_pem: bytes, key_pem: bytes | None) -> x509.Ce
         problems.append("the signing certificate's subject has no O= (organization)")
     if leaf.not_valid_after_utc <= now:
         problems.append(f"the signing certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
+    usable = algorithms_for(leaf.public_key())
+    if not usable:
+        problems.append(f"the signing certificate holds {_key_kind(leaf.public_key())}, which C2PA cannot sign with "
+                        "(it takes ECDSA P-256/P-384/P-521, Ed25519 or RSA-PSS)")
+    elif alg is not None and alg.lower() not in usable:
+        # Caught here, with the setting to change: c2pa-rs would refuse the key with "unsupported algorithm OID".
+        raise KeyMaterialError(
+            f"The signing certificate holds {_key_kind(leaf.public_key())}, which signs as {' or '.join(usable)}, "
+            f"but HALLMARK_SIGNER_ALG is {alg}.",
+            hint=f"Set HALLMARK_SIGNER_ALG={usable[0]} (environment or hallmark.toml) for every Hallmark process, "
+                 "then import again.", status=422)
     if leaf.not_valid_before_utc > now:
         problems.append(f"the signing certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}")
     for issued, issuer in zip(chain, chain[1:]):
