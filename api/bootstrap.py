@@ -20,6 +20,7 @@ class InitResult:
     database: str
     created: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the operator must act on (keystore.signing_warnings)
     admin_key: str | None = None
 
 
@@ -83,9 +84,12 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
 
 
 def _ensure_signing_keys(settings: Settings, result: InitResult) -> None:
-    from api.keystore import ensure_signing_keys  # the key store's own rule, so init and `keys init` agree
+    from api.keystore import ensure_signing_keys, signing_warnings  # the key store's own rules: init and `keys
+    # init` agree
 
-    for note in ensure_signing_keys(settings).notes:  # e.g. "local root CA kept", "local root CA created"
+    notes = ensure_signing_keys(settings).notes
+    result.warnings += signing_warnings(settings)
+    for note in notes:  # e.g. "local root CA kept", "local root CA created"
         if note.endswith(" kept"):
             result.kept.append(f"C2PA {note.removesuffix(' kept')}")
         else:

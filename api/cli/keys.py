@@ -11,7 +11,7 @@ import typer
 
 from api.cli.common import fail, hallmark, out, print_json
 from api.context import Hallmark
-from api.keystore import KeyChange, KeyStore
+from api.keystore import KeyChange, KeyStore, signing_warnings
 from registry import AuditLog
 
 app = typer.Typer(help="C2PA signing keys and the trust store.", no_args_is_help=True)
@@ -51,6 +51,7 @@ def list_keys(json_output: bool = typer.Option(False, "--json", help="Print as J
     """The signing certificate chain, the local CA, every trust anchor and the timestamp authority."""
     hm = hallmark(require_schema=False)
     status = KeyStore(hm).status()
+    status["warnings"] = signing_warnings(hm.settings)
     if json_output:
         print_json(status)
         return
@@ -71,6 +72,8 @@ def list_keys(json_output: bool = typer.Option(False, "--json", help="Print as J
         out.print(f"  {anchor['subject']}  until {str(anchor['not_after'])[:10]}  "
                   f"sha256 {str(anchor['sha256'])[:16]}…  [dim]{anchor['source']}[/]")
     out.print(f"[bold]Timestamp authority[/] {status['tsa_url'] or 'none (off)'}")
+    for warning in status["warnings"]:
+        out.print(f"[yellow]note[/] {warning}")
 
 
 @app.command("init")

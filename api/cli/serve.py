@@ -8,7 +8,14 @@ import threading
 import typer
 
 from api.cli.common import err, hallmark
-from api.settings import load_settings
+from api.settings import Settings, load_settings
+
+
+def _warn_about_signing(settings: Settings) -> None:
+    from api.keystore import signing_warnings
+
+    for warning in signing_warnings(settings):
+        err.print(f"[yellow]note:[/] {warning}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +32,7 @@ def register(app: typer.Typer) -> None:
 
         settings = load_settings()
         application = create_app(settings, workers=workers)
+        _warn_about_signing(settings)
         uvicorn.run(application, host=host or settings.host, port=port or settings.port, log_level="info")
 
     @app.command()
@@ -35,6 +43,7 @@ def register(app: typer.Typer) -> None:
 
         hm = hallmark()
         record_policy_loaded(hm)
+        _warn_about_signing(hm.settings)
         pool = WorkerPool(hm, threads)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
             out.print(f"  [green]created[/] {item}")
         for item in result.kept:
             out.print(f"  [dim]kept[/]    {item}")
+        for warning in result.warnings:
+            out.print(f"  [yellow]note[/]    {warning}")
         if result.admin_key:
             out.print("\n[bold yellow]Admin API key (shown once, store it now):[/]")
             out.print(f"  {result.admin_key}")
