@@ -14,13 +14,17 @@ from api.generation import HALLMARK_VERSION
 from api.jobs import WorkerPool
 from api.routers import accounts, audit, cameos, gate, generations, health, softbinding, verify, works
 from api.settings import Settings, load_settings
+from guard.gate.policy import require_passing_cases
 
 
 def create_app(settings: Settings | None = None, *, workers: int | None = None) -> FastAPI:
     settings = settings or load_settings()
     hm = Hallmark(settings)
     hm.db.require_schema()  # refuse to start on a database `hallmark init` has not prepared
-    record_policy_loaded(hm)  # refuses to start on invalid policies (the error names the file and line)
+    # Refuse to start on invalid policies (the error names the file and line) or on policies that fail their own
+    # cases (policies/cases.toml, as `hallmark policy check` runs them), before they are logged as in force.
+    require_passing_cases(hm.policy)
+    record_policy_loaded(hm)
     pool = WorkerPool(hm, settings.workers if workers is None else workers)
 
     @asynccontextmanager

@@ -136,3 +136,113 @@ def test_reasons_name_the_work_and_carry_the_evidence(policy: Policy) -> None:
     assert reason.evidence["kind"] == "exact" and reason.evidence["span"] == [0, 8]
     assert reason.evidence["text"] == "Topolino" and reason.evidence["score"] == 1.0
     assert reason.evidence["policy"] == "work.opted_out"
+
+
+# --- protected persons: distinctive names, other scripts, everyday look-alikes (the whole gate, with the model) ----
+@pytest.fixture(scope="module")
+def person_gate(policy: Policy) -> Gate:
+    return Gate(MemoryDirectory(settings=policy.match_settings), policy)
+
+
+@pytest.mark.parametrize("prompt,person", [
+    ("Obama walking his dog", "Barack Obama"), ("obama walking his dog", "Barack Obama"),
+    ("Trump giving a speech at a rally", "Donald Trump"), ("Biden eating ice cream", "Joe Biden"),
+    ("Musk on Mars", "Elon Musk"), ("a photo of Musk", "Elon Musk"), ("Mu$k on Mars", "Elon Musk"),
+    ("Taylor Alison Swift singing", "Taylor Swift"),
+    ("Pope Leo blessing a crowd", "Pope Leo XIV"),
+    ("奥巴马在演讲", "Barack Obama"), ("ترامب يرقص", "Donald Trump"), ("特朗普跳舞", "Donald Trump"),
+    ("Байден eating ice cream", "Joe Biden"), ("テイラー・スウィフト singing", "Taylor Swift"),
+    ("テイラースウィフト singing", "Taylor Swift"), ("马斯克在火星", "Elon Musk"), ("बराक ओबामा भाषण देते हुए", "Barack Obama"),
+])
+def test_a_protected_persons_distinctive_name_or_translation_is_denied(person_gate: Gate, prompt: str,
+                                                                        person: str) -> None:
+    decision = person_gate.check(GateRequest("alice", prompt))
+    assert [(r.code, r.subject) for r in decision.reasons] == [("protected_person", f"person:{person}")], prompt
+    assert decision.reasons[0].evidence["kind"] == "exact" and decision.reasons[0].evidence["score"] == 1.0
+
+
+@pytest.mark.parametrize("prompt", [
+    "a swift river at dawn", "Swift river rapids", "a Taylor made suit", "a tailor making a suit", "a lion called Leo",
+    "the pope's hat in a museum", "a bush in the garden", "trumpet player on stage", "a barrack room",
+    "a musk ox in the tundra", "the scent of white musk",  # "Musk" counts only when written as a name
+    "トランプで遊ぶ子供たち",  # playing cards, not the person
+])
+def test_everyday_words_inside_protected_names_pass(person_gate: Gate, prompt: str) -> None:
+    assert person_gate.check(GateRequest("alice", prompt)).allowed, prompt
+
+
+def test_a_distinctive_name_must_be_one_word(policy_copy: Path) -> None:
+    persons = policy_copy / "protected_persons.toml"
+    persons.write_text(persons.read_text().replace('distinctive_names = ["Biden"]',
+                                                   'distinctive_names = ["Uncle Joe"]'))
+    with pytest.raises(PolicyError, match="'Uncle Joe' is not one"):
+        Policy.load(policy_copy)
+
+
+def test_prompt_cases_run_the_gate_and_report_a_wrong_expectation(policy: Policy, tmp_path: Path) -> None:
+    cases = tmp_path / "cases.toml"
+    cases.write_text('[[case]]\nname = "names"\nexpect_allowed = true\nprompts = ["Obama at the beach", "a beach"]\n')
+    first, second = run_cases(policy, cases)
+    assert first.name == "names: 'Obama at the beach'" and not first.passed
+    assert first.got == {"allowed": False, "reasons": ["protected_person"]}
+    assert second.passed
+
+
+# --- missing policy files and rules fail closed --------------------------------------------------------------------
+@pytest.mark.parametrize("edit,expected", [
+    (lambda d: (d / "persons.cedar").unlink(), "person.protected (shipped in persons.cedar)"),
+    (lambda d: (d / "cameos.cedar").unlink(), "cameo.unknown, cameo.revoked"),
+    (lambda d: (d / "works.cedar").write_text((d / "works.cedar").read_text().replace(
+        '@reason("unlicensed_work")', '@reason("licence_missing")')), "work.unlicensed (found in works.cedar:"),
+    (lambda d: (d / "protected_persons.toml").unlink(), "the protected persons list is missing"),
+    (lambda d: (d / "content_categories.toml").unlink(), "the content categories list is missing"),
+])
+def test_a_missing_core_rule_or_list_is_refused(policy_copy: Path, edit,  # type: ignore[no-untyped-def]
+                                                expected: str) -> None:
+    edit(policy_copy)
+    with pytest.raises(PolicyError) as error:
+        Policy.load(policy_copy)
+    assert expected in error.value.message
+
+
+def _app_with_policies(initialized, policy_dir: Path):  # type: ignore[no-untyped-def]
+    from api.app import create_app
+
+    return create_app(initialized.settings.model_copy(update={"policy_dir": policy_dir}), workers=0)
+
+
+def test_the_app_refuses_to_start_without_a_core_rule(sqlite_initialized,  # type: ignore[no-untyped-def]
+                                                       policy_copy: Path) -> None:
+    (policy_copy / "persons.cedar").unlink()
+    with pytest.raises(PolicyError, match=r"core forbid rules are missing.*person\.protected"):
+        _app_with_policies(sqlite_initialized, policy_copy)
+
+
+def test_the_app_refuses_to_start_when_a_policy_case_fails(sqlite_initialized,  # type: ignore[no-untyped-def]
+                                                            policy_copy: Path) -> None:
+    persons = policy_copy / "persons.cedar"  # a weakened rule: exact name matches no longer deny
+    persons.write_text(persons.read_text().replace("context.scores.exact >= resource.thresholds.exact ||\n", ""))
+    with pytest.raises(PolicyError) as error:
+        _app_with_policies(sqlite_initialized, policy_copy)
+    assert "policy test cases fail, so Hallmark does not start" in error.value.message
+    assert "'a protected person named in the prompt is denied': expected denied (protected_person), got allowed" \
+        in error.value.message
+    assert "hallmark policy check" in (error.value.hint or "")
+    (policy_copy / "cases.toml").unlink()
+    with pytest.raises(PolicyError, match="the policy test cases are missing"):
+        _app_with_policies(sqlite_initialized, policy_copy)
+
+
+def test_a_distinctive_name_is_denied_over_http(sqlite_initialized) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app(sqlite_initialized.settings, workers=0)) as client:
+        headers = {"Authorization": f"Bearer {sqlite_initialized.admin_key}"}
+        for prompt in ("Obama walking his dog", "Trump giving a speech at a rally"):
+            response = client.post("/v1/gate/check", json={"prompt": prompt}, headers=headers)
+            assert response.status_code == 200, response.text
+            assert [r["code"] for r in response.json()["reasons"]] == ["protected_person"], prompt
+        allowed = client.post("/v1/gate/check", json={"prompt": "a swift river at dawn"}, headers=headers)
+        assert allowed.json()["allowed"] is True

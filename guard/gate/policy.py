@@ -28,10 +28,25 @@ from guard.errors import HallmarkError
 from guard.gate.decision import Decision, Reason
 from guard.gate.facts import (CameoFacts, GateFacts, LicenceFacts, PersonFacts, RequestFacts, Subject, Thresholds,
                               WorkFacts)
-from guard.gate.matching import MatchSettings, Term
+from guard.gate.matching import Match, MatchSettings, Query, Term, TermMatcher
 from guard.gate.policy_version import policy_version
 
 SCHEMA_FILE = "schema.cedarschema"
+CASES_FILE = "cases.toml"
+# The forbid rules every deployment must have (id -> reason code, and the file that ships it). Cedar denies by default
+# but these rules are what stops an allowed request: without one, its check silently passes. An operator may tighten
+# them, add rules, rename files; removing or renaming one is refused.
+CORE_RULES: dict[str, tuple[str, str]] = {
+    "cameo.unknown": ("cameo_unknown", "cameos.cedar"),
+    "cameo.revoked": ("cameo_revoked", "cameos.cedar"),
+    "cameo.not_verified": ("cameo_not_verified", "cameos.cedar"),
+    "cameo.expired": ("cameo_expired", "cameos.cedar"),
+    "cameo.not_permitted": ("cameo_not_permitted", "cameos.cedar"),
+    "cameo.restricted_content": ("cameo_restricted_content", "cameos.cedar"),
+    "person.protected": ("protected_person", "persons.cedar"),
+    "work.opted_out": ("opted_out_work", "works.cedar"),
+    "work.unlicensed": ("unlicensed_work", "works.cedar"),
+}
 OBLIGATION_KINDS = {"visible_mark": {"min_opacity": (0.0, 1.0), "min_scale": (0.1, 4.0)}}
 
 
@@ -64,9 +79,45 @@ class ProtectedPerson:
     aliases: tuple[str, ...]
     descriptions: tuple[str, ...]
     cameo: str | None
+    distinctive_names: tuple[str, ...] = ()  # one word that names the person on its own ("Obama"), see PersonsMatcher
+    capitalised_names: tuple[str, ...] = ()  # one word that names them only when written as a name ("Musk")
 
     def term(self) -> Term:
-        return Term(self.id, aliases=(self.name, *self.aliases), descriptions=self.descriptions)
+        return Term(self.id, aliases=(self.name, *self.aliases, *self.distinctive_names, *self.capitalised_names),
+                    descriptions=self.descriptions)
+
+
+@dataclass(frozen=True)
+class PersonsMatcher:
+    """The protected persons' matcher, with the operator's word on single-word names. The general matcher scores a
+    plainly typed alias that is an everyday word (in the model's word list) as weak evidence, which is right for a
+    work called "Frozen" but let "Obama walking his dog" through, and scores any other word in full, which denies "a
+    musk ox". So an exact hit on a `distinctive_names` word counts in full however it is written, and one on a
+    `capitalised_names` word counts in full unless typed plainly in lower case, when it (or a near miss of it) is
+    weak evidence only."""
+
+    matcher: TermMatcher
+    distinctive: frozenset[tuple[str, str]]  # (person id, name as listed)
+    capitalised: frozenset[tuple[str, str]]
+    weak_score: float
+
+    def match(self, query: Query) -> list[Match]:
+        return [self._rescored(m) for m in self.matcher.match(query)]
+
+    def _rescored(self, match: Match) -> Match:
+        name = (match.key, match.matched)
+        if match.kind == "exact" and name in self.distinctive:
+            return replace(match, score=1.0)
+        if name in self.capitalised and _plain_lower_case(match.text or ""):  # "a musk ox", also as a near miss
+            return replace(match, score=min(match.score, self.weak_score))
+        if match.kind == "exact" and name in self.capitalised:
+            return replace(match, score=1.0)
+        return match
+
+
+def _plain_lower_case(typed: str) -> bool:
+    """Typed as an ordinary word: lower-case ASCII letters and spaces only (no capital, digit, symbol or homoglyph)."""
+    return bool(typed.strip()) and all(char == " " or (char.isascii() and char.islower()) for char in typed)
 
 
 @dataclass
@@ -116,6 +167,7 @@ class Policy:
                                       f"{other.file}:{other.line}.")
                 rules[rule.id] = rule
                 static[rule.id] = body
+        _require_core_rules(directory, rules)
         policy_set = cedarpy.PolicySet.from_json_str(json.dumps(
             {"staticPolicies": static, "templates": {}, "templateLinks": []}))
         match_settings, thresholds = _load_matching(directory / "matching.toml")
@@ -182,20 +234,33 @@ class Policy:
         return out
 
     # --- derived data, built once
+    def names_only(self) -> "Policy":
+        """This policy with the semantic matcher off (the prompt cases use it)."""
+        if "names_only" not in self._cache:
+            self._cache["names_only"] = replace(self, match_settings=replace(self.match_settings, semantic=False),
+                                                _cache={})
+        return self._cache["names_only"]
+
     def background_vectors(self) -> Any:
         from guard.gate.matching.semantic import encode_fixed
 
         return encode_fixed(tuple(self.background))
 
-    def persons_matcher(self) -> Any:
+    def persons_matcher(self) -> PersonsMatcher:
         if "persons" not in self._cache:
-            from guard.gate.matching import TermMatcher
-            from guard.gate.matching.semantic import encode_fixed
+            semantic = self.match_settings.semantic  # without it, nothing needs the model loaded
+            terms = [p.term() for p in self.persons]
+            if semantic:
+                from guard.gate.matching.semantic import encode_fixed
 
-            terms = [replace(p.term(), description_vectors=encode_fixed(p.descriptions) if p.descriptions else None)
-                     for p in self.persons]
-            self._cache["persons"] = TermMatcher(terms, self.match_settings,
-                                                 background=self.background_vectors() if self.background else None)
+                terms = [replace(t, description_vectors=encode_fixed(t.descriptions) if t.descriptions else None)
+                         for t in terms]
+            background = self.background_vectors() if semantic and self.background else None
+            self._cache["persons"] = PersonsMatcher(
+                TermMatcher(terms, self.match_settings, background=background),
+                frozenset((p.id, name) for p in self.persons for name in p.distinctive_names),
+                frozenset((p.id, name) for p in self.persons for name in p.capitalised_names),
+                self.match_settings.weak_alias_score)
         return self._cache["persons"]
 
 
@@ -286,6 +351,23 @@ def _load_rule(path: Path, line: int, text: str, schema_text: str,
     return Rule(rule_id, effect, path.name, line, reason, message, names), body
 
 
+def _require_core_rules(directory: Path, rules: dict[str, Rule]) -> None:
+    missing: dict[str, list[str]] = {}
+    for rule_id, (reason, file) in CORE_RULES.items():
+        rule = rules.get(rule_id)
+        if rule is None:
+            missing.setdefault(file, []).append(rule_id)
+        elif rule.effect != "forbid" or rule.reason != reason:
+            missing.setdefault(file, []).append(f"{rule_id} (found in {rule.file}:{rule.line}, but it must be a "
+                                                f"forbid rule with @reason(\"{reason}\"))")
+    if missing:
+        listed = "; ".join(f"{', '.join(ids)} (shipped in {file})" for file, ids in missing.items())
+        raise PolicyError(f"{directory}: core forbid rules are missing, so their checks would pass silently: "
+                          f"{listed}.",
+                          hint="Restore them from the packaged policies/; a core rule is found by its @id and keeps "
+                               "its @reason (add conditions to tighten it, or add rules of your own).")
+
+
 def _load_obligations(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         return {}
@@ -324,8 +406,9 @@ def _load_matching(path: Path) -> tuple[MatchSettings, Thresholds]:
 
 
 def _load_persons(path: Path) -> list[ProtectedPerson]:
-    if not path.is_file():
-        return []
+    if not path.is_file():  # no list would let every public figure through: fail closed
+        raise PolicyError(f"{path}: the protected persons list is missing.",
+                          hint="Restore protected_persons.toml (an empty list is a file with no [[person]] entry).")
     persons: list[ProtectedPerson] = []
     seen: set[str] = set()
     for number, entry in enumerate(_toml(path).get("person", []), start=1):
@@ -334,16 +417,31 @@ def _load_persons(path: Path) -> list[ProtectedPerson]:
         if entry["id"] in seen:
             raise PolicyError(f"{path.name}: person id {entry['id']!r} appears twice.")
         seen.add(entry["id"])
-        persons.append(ProtectedPerson(str(entry["id"]), str(entry["name"]),
-                                       tuple(str(a) for a in entry.get("aliases", [])),
-                                       tuple(str(d) for d in entry.get("descriptions", [])),
-                                       str(entry["cameo"]).lstrip("@").lower() if entry.get("cameo") else None))
+        where = f"{path.name}: person {entry['id']!r}"
+        single = {key: _strings(entry, key, where) for key in ("distinctive_names", "capitalised_names")}
+        for key, names in single.items():
+            for name in names:
+                if len(name.split()) != 1:
+                    raise PolicyError(f"{where}: {key} holds single words; {name!r} is not one.",
+                                      hint="Put names of several words under `aliases`.")
+        persons.append(ProtectedPerson(str(entry["id"]), str(entry["name"]), _strings(entry, "aliases", where),
+                                       _strings(entry, "descriptions", where),
+                                       str(entry["cameo"]).lstrip("@").lower() if entry.get("cameo") else None,
+                                       single["distinctive_names"], single["capitalised_names"]))
     return persons
 
 
+def _strings(entry: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    values = entry.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+        raise PolicyError(f"{where}: `{key}` must be a list of non-empty strings.")
+    return tuple(v.strip() for v in values)
+
+
 def _load_categories(path: Path) -> dict[str, tuple[str, ...]]:
-    if not path.is_file():
-        return {}
+    if not path.is_file():  # a cameo owner's restricted categories would match only their own names: fail closed
+        raise PolicyError(f"{path}: the content categories list is missing.",
+                          hint="Restore content_categories.toml from the packaged policies/.")
     categories: dict[str, tuple[str, ...]] = {}
     for name, entry in _toml(path).get("category", {}).items():
         words = entry.get("words") if isinstance(entry, dict) else None
@@ -394,7 +492,10 @@ def _time(value: Any) -> datetime | None:
 
 
 def case_facts(case: dict[str, Any], policy: Policy) -> GateFacts:
-    """Facts from one case of the table: works, cameos and persons given inline with their scores."""
+    """Facts from one case of the table: works, cameos and persons given inline with their scores, or, for a case
+    with a `prompt`, the protected persons that prompt names (see prompt_facts)."""
+    if "prompt" in case:
+        return prompt_facts(case, policy)
     request = RequestFacts(requester_id=str(case.get("requester", "requester")),
                            requester_role=str(case.get("requester_role", "creator")),
                            now=_time(case.get("now")) or datetime(2026, 6, 1, tzinfo=timezone.utc),
@@ -444,12 +545,27 @@ def case_facts(case: dict[str, Any], policy: Policy) -> GateFacts:
     return facts
 
 
+def prompt_facts(case: dict[str, Any], policy: Policy) -> GateFacts:
+    """The gate's own facts for a case's `prompt`, with no works or cameos registered: the protected persons it names.
+    Names and aliases only (exact and fuzzy matching, no sentence-embedding model), so that running the cases at
+    start-up stays fast and does not depend on the model; paraphrases are tested by the test suite."""
+    from guard.gate.gate import Gate, GateRequest  # the gate imports this module
+    from guard.gate.memory import MemoryDirectory
+
+    if any(key in case for key in ("work", "person", "cameo")):
+        raise ValueError("a case with a prompt takes its facts from the prompt; drop its work/person/cameo tables")
+    names_only = policy.names_only()
+    request = GateRequest(str(case.get("requester", "requester")), str(case["prompt"]),
+                          now=_time(case.get("now")) or datetime(2026, 6, 1, tzinfo=timezone.utc))
+    return Gate(MemoryDirectory(settings=names_only.match_settings), names_only).facts(request)
+
+
 def run_cases(policy: Policy, path: Path | None = None) -> list[CaseResult]:
-    path = path or policy.directory / "cases.toml"
+    path = path or policy.directory / CASES_FILE
     if not path.is_file():
         return []
     results: list[CaseResult] = []
-    for number, case in enumerate(_toml(path).get("case", []), start=1):
+    for number, case in _expand_prompts(_toml(path).get("case", [])):
         name = str(case.get("name", f"case {number}"))
         expected = {"allowed": bool(case.get("expect_allowed")),
                     "reasons": sorted(case.get("expect_reasons", []))}
@@ -467,10 +583,51 @@ def run_cases(policy: Policy, path: Path | None = None) -> list[CaseResult]:
     return results
 
 
+def _expand_prompts(cases: list[Any]) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(number, case), with a case of several `prompts` given as one case per prompt, named after it."""
+    for number, case in enumerate(cases, start=1):
+        if not isinstance(case, dict) or "prompts" not in case:
+            yield number, case
+            continue
+        base = {key: value for key, value in case.items() if key != "prompts"}
+        for prompt in case["prompts"]:
+            yield number, {**base, "prompt": prompt, "name": f"{case.get('name', f'case {number}')}: {prompt!r}"}
+
+
 def check(directory: Path) -> tuple[Policy, list[CaseResult]]:
     """Load and validate the policies, then run their case table (what `hallmark policy check` does)."""
     policy = Policy.load(directory)
-    return policy, run_cases(policy)
+    return policy, run_cases(_require_cases_file(policy))
+
+
+def require_passing_cases(policy: Policy) -> list[CaseResult]:
+    """Run the policies' own case table and refuse (PolicyError) when a case fails: a server must not start on rules
+    that contradict their own tests (a weakened forbid rule, a removed alias)."""
+    results = run_cases(_require_cases_file(policy))
+    failed = [result for result in results if not result.passed]
+    if failed:
+        shown = "; ".join(f"{r.name!r}: expected {_outcome(r.expected)}, got {_outcome(r.got)}" for r in failed[:5])
+        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        raise PolicyError(f"{policy.directory / CASES_FILE}: {len(failed)} of {len(results)} policy test cases fail, "
+                          f"so Hallmark does not start on these policies: {shown}{more}.",
+                          hint=f"Run `hallmark policy check --dir {policy.directory}` to see every failure, then fix "
+                               "the policies or the case.")
+    return results
+
+
+def _require_cases_file(policy: Policy) -> Policy:
+    if not (policy.directory / CASES_FILE).is_file():
+        raise PolicyError(f"{policy.directory / CASES_FILE}: the policy test cases are missing; policies are used only "
+                          "once their cases pass.", hint="Restore cases.toml from the packaged policies/.")
+    return policy
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"an error ({result['error']})"
+    verdict = "allowed" if result["allowed"] else "denied"
+    reasons = result.get("reasons") or []
+    return f"{verdict} ({', '.join(reasons)})" if reasons else verdict
 
 
 def iter_forbid_reasons(policy: Policy) -> Iterable[str]:
