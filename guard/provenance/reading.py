@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import c2pa
 
@@ -42,6 +44,9 @@ def _one_large_at_a_time(path: Path | None):  # type: ignore[no-untyped-def]
 # c2pa-rs reads these containers for video; others (WebM, MKV) cannot carry a manifest it understands.
 C2PA_VIDEO_SUFFIXES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".m4v": "video/x-m4v",
                        ".avi": "video/msvideo"}
+# ... and these pictures, which FFmpeg also opens (an animated GIF is a clip; a still is refused later as one).
+C2PA_IMAGE_SUFFIXES = {".gif": "image/gif", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+C2PA_IMAGE_DEMUXERS = {"gif": "image/gif", "png_pipe": "image/png", "jpeg_pipe": "image/jpeg"}
 
 
 def c2pa_mime_for_container(ffmpeg_format: str) -> str | None:
@@ -51,7 +56,7 @@ def c2pa_mime_for_container(ffmpeg_format: str) -> str | None:
         return "video/mp4"  # c2pa-rs tells MP4 from MOV by the bytes; the ISO BMFF reader handles both
     if "avi" in names:
         return "video/msvideo"
-    return None
+    return next((mime for name, mime in C2PA_IMAGE_DEMUXERS.items() if name in names), None)
 
 
 @dataclass
@@ -127,8 +132,13 @@ class C2paReport:
 
 
 def trust_context(anchor_pems: list[bytes]) -> c2pa.Context:
-    """A c2pa context that verifies signers against exactly these roots."""
-    settings: dict[str, Any] = {"verify": {"verify_trust": True}}
+    """A c2pa context that verifies signers against exactly these roots, and never goes to the network.
+
+    c2pa-rs fetches by default a "remote manifest" that a file names (dcterms:provenance in its XMP) when the file
+    carries none: reading an upload would make the server request a URL the uploader chose (and the error would
+    tell an open port from a closed one). Such a file is reported as referencing one (`remote_manifest_note`)."""
+    settings: dict[str, Any] = {"verify": {"verify_trust": True, "remote_manifest_fetch": False,
+                                           "ocsp_fetch": False}}
     if anchor_pems:
         settings["trust"] = {"trust_anchors": b"\n".join(anchor_pems).decode()}
     return c2pa.Context.from_dict(settings)
@@ -138,11 +148,12 @@ def read_c2pa(path: Path, context: c2pa.Context, mime: str | None = None) -> C2p
     """The C2PA report for a video file; never raises for content problems (they are the report).
 
     `mime` should come from the probed container (`c2pa_mime_for_container`); by default the suffix decides."""
-    mime = mime or C2PA_VIDEO_SUFFIXES.get(path.suffix.lower())
+    suffix = path.suffix.lower()
+    mime = mime or C2PA_VIDEO_SUFFIXES.get(suffix) or C2PA_IMAGE_SUFFIXES.get(suffix)
     if mime is None:
         return C2paReport(present=False, state="absent",
-                          note="This container cannot carry a C2PA manifest that c2pa-rs reads (MP4, MOV, M4V "
-                          "and AVI can); verified by watermark only.")
+                          note="This container cannot carry a C2PA manifest that c2pa-rs reads (MP4, MOV, M4V, "
+                          "AVI, GIF, PNG and JPEG can); verified by watermark only.")
     try:
         with _one_large_at_a_time(path), path.open("rb") as stream:
             reader = c2pa.Reader.try_create(mime, stream, None, context)
@@ -152,6 +163,9 @@ def read_c2pa(path: Path, context: c2pa.Context, mime: str | None = None) -> C2p
                 store = json.loads(reader.json())
                 state = reader.get_validation_state() or "Invalid"
     except c2pa.C2paError as exc:
+        remote = remote_manifest_note(exc)
+        if remote is not None:  # the file carries no manifest, only a link to one, which is not followed
+            return C2paReport(present=False, state="absent", note=remote)
         # A manifest that is there but cannot be parsed is not "absent": someone's credentials are broken.
         return C2paReport(present=True, state="Invalid", failure_codes=[_error_code(exc)],
                           note=f"The manifest could not be read: {exc}")
@@ -213,6 +227,25 @@ def report_from_store(store: dict[str, Any], state: str) -> C2paReport:
         ingredients=manifest.get("ingredients", []),
         assertions=assertions,
     )
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s)]+")
+
+
+def remote_manifest_note(exc: c2pa.C2paError) -> str | None:
+    """What to say of a file whose manifest is remote (c2pa-rs: "Remote: must fetch remote manifests from url …"),
+    or None for any other error. Only the host is named: c2pa-rs's own words are not passed on."""
+    text = str(exc)
+    if not (isinstance(exc, c2pa.C2paError.RemoteManifest) or text.startswith("Remote")):
+        return None
+    found = _URL.search(text)
+    try:
+        host = urlsplit(found.group()).hostname if found else None
+    except ValueError:
+        host = None
+    where = f" at {host[:100]}" if host else ""
+    return (f"The file references a remote manifest{where} (not fetched: only a manifest embedded in the file "
+            "is read); verified by watermark only.")
 
 
 def _error_code(exc: c2pa.C2paError) -> str:
