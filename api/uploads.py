@@ -25,6 +25,10 @@ from guard.errors import HallmarkError
 SUFFIX_FOR_TYPE = {"video/mp4": ".mp4", "video/quicktime": ".mov", "video/x-m4v": ".m4v", "video/x-msvideo": ".avi",
                    "video/avi": ".avi", "video/msvideo": ".avi", "video/webm": ".webm", "video/x-matroska": ".mkv",
                    "image/gif": ".gif", "image/png": ".png", "image/jpeg": ".jpg"}
+# The only suffixes an upload is saved under. The client's filename is not trusted for it: FFmpeg picks some
+# demuxers by the name, and a ".m3u8" one opens every local path or URL its playlist lists (a long name also made
+# the rename fail with a 500). What is read is decided by the bytes (guard.media allows plain containers only).
+UPLOAD_SUFFIXES = frozenset(SUFFIX_FOR_TYPE.values())
 MULTIPART_ALLOWANCE = 64 * 1024  # headers and boundaries around the file part
 
 
@@ -104,10 +108,18 @@ async def receive_upload(request: Request, target: Path, limit: int, *, field: s
             declared_type, filename = mime, None
     if size == 0:
         raise ApiProblem(422, "unreadable_media", "The upload is empty (0 bytes).", hint="Send the whole video file.")
-    suffix = (Path(filename).suffix.lower() if filename else "") or SUFFIX_FOR_TYPE.get(declared_type, "") or ".bin"
-    named = target.with_name(target.name + suffix)
+    named = target.with_name(target.name + upload_suffix(filename, declared_type))
     target.rename(named)
     return Upload(named, size, declared_type, filename)
+
+
+def upload_suffix(filename: str | None, content_type: str) -> str:
+    """The suffix to save an upload under: the client's, if it is one of UPLOAD_SUFFIXES; else the declared type's;
+    else ".bin"."""
+    client_suffix = Path(filename).suffix.lower() if filename else ""
+    if client_suffix in UPLOAD_SUFFIXES:
+        return client_suffix
+    return SUFFIX_FOR_TYPE.get(content_type, ".bin")
 
 
 class _FilePartSink:

@@ -101,10 +101,18 @@ class Frame:
         return Frame(buffer, key=self.key, pts=self.pts)
 
 
+# The FFmpeg demuxers a file may be read with: plain containers that read only the file itself. FFmpeg otherwise
+# picks a demuxer by the file's bytes and name, and some open other files or URLs the file lists (hls: a .m3u8
+# playlist names segments at any local path or URL; concat, image2 sequences, dash and others do the same), which
+# an uploaded file must never make the server do. An allow-list fails closed for demuxers added in a new FFmpeg.
+# PNG and JPEG stills are read so that they can be refused as "a picture, not a video" with a reason of their own.
+VIDEO_DEMUXERS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "gif", "png_pipe", "jpeg_pipe")
 # FFmpeg demuxers that render text or character art as video (a .txt, .nfo or .ans file opens as "tty" and decodes
 # into frames of glyphs). Such a file is not a clip: verifying it would report "no watermark" on something that was
-# never a video, so it is refused like any other unreadable input.
+# never a video, so it is refused like any other unreadable input (after opening, to say why).
 TEXT_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
+# Only those demuxers, and only the local file: no protocol can be reached from inside the file either.
+_OPEN_OPTIONS = {"format_whitelist": ",".join((*VIDEO_DEMUXERS, *sorted(TEXT_DEMUXERS))), "protocol_whitelist": "file"}
 SUPPORTED_INPUTS = "Supported inputs are video files FFmpeg can decode (MP4, MOV, M4V, AVI, MKV, WebM, GIF)."
 
 
@@ -114,7 +122,10 @@ def _open_for_reading(path: Path) -> av.container.InputContainer:
     if path.stat().st_size == 0:
         raise MediaError(f"{path.name} is empty (0 bytes).", hint="Upload or pass the complete video file.")
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", options=_OPEN_OPTIONS)
+    except av.error.ArgumentError as exc:  # FFmpeg recognised the file as a format outside the allow-list
+        raise MediaError(f"{path.name} is in a format Hallmark does not read.",
+                         hint=f"{SUPPORTED_INPUTS} Playlists (.m3u8) and lists of other files are refused.") from exc
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         # FFmpeg's own words only ("Invalid data found when processing input"): its str() adds an errno and the
         # full path, which says nothing to the person and would show a server's directories in an API answer.
