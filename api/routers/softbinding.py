@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Hallmark
@@ -36,11 +37,17 @@ router = APIRouter(tags=["C2PA soft binding resolution"], dependencies=[PUBLIC_R
 C2PA_MANIFEST = "application/c2pa"
 RESOLVABLE = (Status.completed, Status.withdrawn)  # released clips; a withdrawn clip's provenance is still a fact
 MaxResults = Annotated[int, Query(alias="maxResults", ge=1, le=100, description="Most manifest ids to return.")]
+# A soft-binding value of ours is 12 base64 characters; these bounds are generous and keep a query (and the error
+# that quotes it) small. Before, a 100 MB value was parsed whole and echoed back in the 400.
+MAX_ALG_LENGTH = 256
+MAX_VALUE_LENGTH = 1024
+MAX_QUERY_BODY = 8 * 1024  # a JSON query larger than this is refused before it is parsed
 
 
 class SoftBindingQuery(BaseModel):
-    alg: str = Field(..., description="Soft binding algorithm, e.g. the `alg` of the manifest's soft binding.")
-    value: str = Field(..., description="Base64 soft binding value.")
+    alg: str = Field(..., max_length=MAX_ALG_LENGTH,
+                     description="Soft binding algorithm, e.g. the `alg` of the manifest's soft binding.")
+    value: str = Field(..., max_length=MAX_VALUE_LENGTH, description="Base64 soft binding value.")
 
 
 class Match(BaseModel):
@@ -98,17 +105,46 @@ def _match_payload(hm: Hallmark, method: WatermarkMethod, payload: bytes) -> lis
 
 
 @router.get("/matches/byBinding", response_model=QueryResult, response_model_exclude_none=True)
-def matches_by_binding(hm: HallmarkDep, alg: str, value: str, max_results: MaxResults = 10) -> QueryResult:
+def matches_by_binding(hm: HallmarkDep, alg: Annotated[str, Query(max_length=MAX_ALG_LENGTH)],
+                       value: Annotated[str, Query(max_length=MAX_VALUE_LENGTH)],
+                       max_results: MaxResults = 10) -> QueryResult:
     """Manifest ids whose soft binding is (`alg`, `value`)."""
     method = _require_alg(hm, alg)
     return QueryResult(matches=_match_payload(hm, method, _payload(value))[:max_results])
 
 
-@router.post("/matches/byBinding", response_model=QueryResult, response_model_exclude_none=True)
-def matches_by_large_binding(query: SoftBindingQuery, hm: HallmarkDep, max_results: MaxResults = 10) -> QueryResult:
+@router.post("/matches/byBinding", response_model=QueryResult, response_model_exclude_none=True,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": SoftBindingQuery.model_json_schema()}}}},
+             responses={413: {"description": f"A body over {MAX_QUERY_BODY} bytes."}})
+async def matches_by_large_binding(request: Request, hm: HallmarkDep,
+                                   max_results: MaxResults = 10) -> QueryResult:
     """The same as GET, with the query in a JSON body."""
+    query = await _read_query(request)
     method = _require_alg(hm, query.alg)
-    return QueryResult(matches=_match_payload(hm, method, _payload(query.value))[:max_results])
+    payload = _payload(query.value)
+    matches = await run_in_threadpool(_match_payload, hm, method, payload)
+    return QueryResult(matches=matches[:max_results])
+
+
+async def _read_query(request: Request) -> SoftBindingQuery:
+    """The JSON body as a query, read up to MAX_QUERY_BODY bytes (FastAPI would read and parse a body of any size
+    before a field's max_length is checked). An invalid body is a 422 like any other request validation error."""
+    too_large = ApiProblem(413, "payload_too_large", f"A soft-binding query is at most {MAX_QUERY_BODY} bytes.",
+                           hint='Send {"alg": ..., "value": ...} with the value as the manifest has it.')
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_QUERY_BODY:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_QUERY_BODY:
+            raise too_large
+    try:
+        return SoftBindingQuery.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_input=False)]
+        raise RequestValidationError(errors) from exc
 
 
 @router.post("/matches/byContent", response_model=QueryResult, response_model_exclude_none=True,

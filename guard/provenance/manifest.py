@@ -47,7 +47,9 @@ def payload_from_soft_binding_value(value: str) -> bytes:
         return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_" if ("-" in text or "_" in text)
                                 else None, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"The soft-binding value {value!r} is not base64.",
+        # Quoted in part only: the value comes from whoever asks, and an error must not echo a large one back.
+        shown = repr(value) if len(value) <= 40 else f"{value[:32]!r}... ({len(value)} characters)"
+        raise InvalidInput(f"The soft-binding value {shown} is not base64.",
                            hint="Give the watermark payload base64-encoded, e.g. ASNFZ4mrze8=.") from exc
 
 
