@@ -3,6 +3,7 @@ per process from the settings. The HTTP app, the CLI and the workers all hold on
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING
 from dataclasses import replace
@@ -21,18 +22,39 @@ from guard.likeness.sealing import TemplateSealer
 from guard.likeness.service import Likeness
 from guard.marks import WatermarkMethod, watermark_method
 from guard.provenance import callback_signer, file_signer, load_sign_callback, trust_context
-from guard.provenance.keys import read_secret
+from guard.provenance.keys import load_certificates, read_secret
 from policies import POLICY_DIR
 from registry import Database
 
 if TYPE_CHECKING:
     from api.verification import VerifyCounter  # imported lazily: it pulls in the verify pipeline
 
+log = logging.getLogger("hallmark.api")
+ANCHOR_SETTING_HINT = ("Correct or remove the file in trust_anchors (HALLMARK_TRUST_ANCHORS, a JSON list, or "
+                       "hallmark.toml), then start again.")
+
+
+def check_configured_anchors(files: list[Path]) -> None:
+    """Each trust anchor named in the settings is a readable PEM certificate file. Checked when the server or a
+    command starts, so that a wrong path is a configuration error said once to the operator, not a failure of
+    every verification later."""
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise KeyMaterialError(f"The trust anchor {path} named in the trust_anchors setting cannot be read "
+                                   f"({exc.strerror or type(exc).__name__}).", hint=ANCHOR_SETTING_HINT) from exc
+        try:
+            load_certificates(data, f"trust anchor {path} named in the trust_anchors setting")
+        except KeyMaterialError as exc:
+            raise KeyMaterialError(exc.message, hint=ANCHOR_SETTING_HINT) from exc
+
 
 class Hallmark:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.paths = settings.paths
+        check_configured_anchors(list(settings.trust_anchors))  # before anything else: a configuration error
         self.db = Database(settings.resolved_database_url)
         set_embedding_cache_dir(self.paths.models)  # the gate's exported ONNX embedding model lives in the data dir
         self._generator: VideoGenerator | None = None
@@ -85,9 +107,22 @@ class Hallmark:
                 if not files:
                     raise KeyMaterialError("There is no trust anchor (keys/ca.pem is missing).",
                                            hint="Run `hallmark init` or `hallmark keys init`.")
-                anchors = [read_secret(path, f"trust anchor {path}") for path in files]
-                self._trust = (stamp, anchors, trust_context(anchors))
+                self._trust = (stamp, *self._load_anchors(files))
             return self._trust[1], self._trust[2]
+
+    @staticmethod
+    def _load_anchors(files: list[Path]) -> tuple[list[bytes], c2pa.Context]:
+        # The files were there at start; one gone since (or unreadable) fails every verification until fixed. The
+        # error reaches HTTP clients too, so it names no server path: the log has it, for the operator.
+        try:
+            anchors = [path.read_bytes() for path in files]
+        except OSError as exc:
+            log.error("trust anchor %s cannot be read: %s", exc.filename, exc.strerror)
+            raise KeyMaterialError("The server's trust store cannot be loaded: a trust anchor file is missing or "
+                                   "unreadable.", status=503,
+                                   hint="Retry later; the operator should check the trust anchors "
+                                   "(`hallmark keys list`) and the server log.") from exc
+        return anchors, trust_context(anchors)
 
     @property
     def trust_anchor_pems(self) -> list[bytes]:
