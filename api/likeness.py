@@ -3,10 +3,14 @@ generated frames (at release). One function serves all three, so a face is judge
 
 Every cameo whose face is found is put to the gate as if the request had named it by @handle: the gate stays the
 one place that decides who may use a cameo (visibility, approvals, content restrictions, expiry, revocation).
-A refusal for a cameo the request did not name becomes `likeness_without_consent`, and every protected person
-whose face is found is refused unless their own cameo consented (guard/likeness/output.py)."""
+A refusal for a cameo the requester may not see becomes a `likeness_without_consent` that names nobody, every
+protected person whose face is found is refused unless their own cameo consented, and every face on a reference
+image that matches no cameo (or cannot be compared) is refused (guard/likeness/output.py). The details of a hidden
+match go to the audit log (auditors) and to the cameo's appearances (its owner), never to the requester."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from sqlmodel import Session
@@ -15,7 +19,9 @@ from api import cameos as cameo_records
 from api.context import Hallmark
 from api.works import open_checked_image
 from guard.gate import Decision, GateRequest, mentioned_handles
-from guard.likeness.output import OutputFinding, output_decision, scan_frames
+from guard.likeness.output import OutputFinding, hidden_cameo_findings, output_decision, scan_picture
+from guard.likeness.service import UNKNOWN_FACE, UNREADABLE_FACE
+from registry import AuditLog, Cameo, Cameos, SubjectKind, Visibility
 
 REFERENCE_IMAGE = "reference image"
 OUTPUT = "generated video"
@@ -28,18 +34,63 @@ def reference_rgb(data: bytes) -> np.ndarray:
 
 
 def reference_findings(hm: Hallmark, data: bytes | None) -> list[OutputFinding]:
-    """Every cameo and protected person whose face is in the reference image."""
+    """Every cameo and protected person whose face is in the reference image, then every face in it that matches
+    nobody (kind UNKNOWN_FACE or UNREADABLE_FACE)."""
     if data is None:
         return []
-    return scan_frames(reference_rgb(data)[None], 1.0, hm.likeness, per_second=1.0)
+    return scan_picture(reference_rgb(data), hm.likeness)
+
+
+def visible_cameos(session: Session, requester_id: str, findings: list[OutputFinding]) -> set[str]:
+    """The found cameos the requester may know of: their own, shared with everyone, or approved for them."""
+    cameos = Cameos(session)
+    visible = set()
+    for finding in findings:
+        if finding.match.kind != SubjectKind.cameo:
+            continue
+        cameo = session.get(Cameo, finding.match.subject_id)
+        if cameo is None:  # deleted since the match: nothing to tell anyone about
+            continue
+        if (cameo.owner_id == requester_id or cameo.visibility == Visibility.everyone
+                or (cameo.visibility == Visibility.approved and requester_id in cameos.approved_accounts(cameo.id))):
+            visible.add(cameo.id)
+    return visible
+
+
+@dataclass(frozen=True)
+class FaceDecision:
+    decision: Decision
+    hidden: list[OutputFinding]  # refused cameos the requester was not told of (see output_decision)
+
+
+def face_decision(hm: Hallmark, session: Session, request: GateRequest, findings: list[OutputFinding], where: str,
+                  *, reveal: bool = False) -> FaceDecision:
+    """The gate's decision for `request` with the cameos found in `findings` added, then the face rules. At release
+    the reference image's faces are looked at again: one that matches nobody now (its cameo deleted since submit)
+    stops the release. `reveal` (operators only) keeps the details of hidden matches in the answer. Each hidden
+    match is audited, in the caller's transaction, with what the requester is not told."""
+    if where == OUTPUT and request.reference_image is not None:
+        findings = [*findings, *(finding for finding in reference_findings(hm, request.reference_image)
+                                 if finding.match.kind in (UNKNOWN_FACE, UNREADABLE_FACE))]
+    found = [finding.match.handle for finding in findings if finding.match.handle]
+    gated = hm.gate(session).check(GateRequest(
+        requester_id=request.requester_id, prompt=request.prompt, cameo_handles=[*request.cameo_handles, *found],
+        commercial=request.commercial, reference_image=request.reference_image, now=request.now))
+    visible = visible_cameos(session, request.requester_id, findings)
+    decision = output_decision(gated, findings, set(mentioned_handles(request)),
+                               cameo_records.protected_cameo_links(session, findings), where=where,
+                               visible_cameos=visible, reveal=reveal)
+    hidden = hidden_cameo_findings(gated, findings, visible)
+    audit = AuditLog(session)
+    for finding in hidden:
+        audit.append("likeness.hidden_match", actor_id=request.requester_id, subject=finding.match.subject_id,
+                     where=where, similarity=round(finding.match.similarity, 4),
+                     gate_reasons=[r.code for r in gated.reasons if r.subject == finding.match.label],
+                     personal={"handle": finding.match.label})
+    return FaceDecision(decision, hidden)
 
 
 def decide_with_faces(hm: Hallmark, session: Session, request: GateRequest, findings: list[OutputFinding],
                       where: str) -> Decision:
-    """The gate's decision for `request` with the cameos found in `findings` added, then the face rules."""
-    found = [finding.match.handle for finding in findings if finding.match.handle]
-    decision = hm.gate(session).check(GateRequest(
-        requester_id=request.requester_id, prompt=request.prompt, cameo_handles=[*request.cameo_handles, *found],
-        commercial=request.commercial, reference_image=request.reference_image, now=request.now))
-    return output_decision(decision, findings, set(mentioned_handles(request)),
-                           cameo_records.protected_cameo_links(session, findings), where=where)
+    """The decision for `request` once the faces in `findings` are known (see face_decision)."""
+    return face_decision(hm, session, request, findings, where).decision

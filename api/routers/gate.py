@@ -35,7 +35,9 @@ class GateAnswer(BaseModel):
 @router.post("/check", response_model=GateAnswer)
 def check(body: GateCheck, hm: HallmarkDep, account: AccountDep) -> GateAnswer:
     """Answers 200 with `allowed`, every reason (`code`, `subject`, `message`, `evidence` with the matched span
-    and score), the obligations and the policy version, exactly as a generation request would be decided."""
+    and score), the obligations and the policy version, exactly as a generation request would be decided. A face
+    on the reference image that is someone's cameo the caller may not use is reported without naming them; the
+    attempt is recorded as a denied request among that cameo's appearances, for its owner to see."""
     image = decode_base64("reference image", body.reference_image_base64) if body.reference_image_base64 else None
     decision = dry_run(hm, account, body.prompt, cameos=body.cameos, commercial=body.commercial,
                        reference_image=image, as_account=body.as_account)

@@ -1,6 +1,7 @@
 """The output check: faces on frames sampled from a generated clip (about two per second), matched against every
 cameo and protected person. This catches a model that draws a registered person nobody asked for; whether the
-requester may show that person is the gate's decision, not this module's."""
+requester may show that person is the gate's decision, not this module's. A reference image is scanned the same
+way (`scan_picture`), except that there every face counts: one that matches nobody is refused as well."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from guard.gate.decision import Decision, Reason
-from guard.likeness.service import Likeness, LikenessMatch
+from guard.likeness.service import MIN_COMPARABLE_FACE, UNKNOWN_FACE, UNREADABLE_FACE, Likeness, LikenessMatch
 from registry import SubjectKind
 
 
@@ -44,28 +45,59 @@ def scan_frames(frames: np.ndarray, fps: float, likeness: Likeness, *, per_secon
     return sorted(best.values(), key=lambda finding: -finding.match.similarity)
 
 
+def scan_picture(rgb: np.ndarray, likeness: Likeness) -> list[OutputFinding]:
+    """Every face on one picture (a reference image): each subject it shows, with its best similarity, then each
+    face that matches nobody enrolled, as an UNKNOWN_FACE or UNREADABLE_FACE finding. Faces are looked for even
+    when nobody is enrolled, since a face nobody consented for is refused too."""
+    best: dict[tuple[str, str], OutputFinding] = {}
+    unmatched: list[OutputFinding] = []
+    for face in likeness.identify_faces(rgb):
+        if not face.matches:
+            unmatched.append(OutputFinding(face.as_unmatched(), 0, 0.0))
+        for match in face.matches:
+            key = (match.kind, match.subject_id)
+            if key not in best or match.similarity > best[key].match.similarity:
+                best[key] = OutputFinding(match, 0, 0.0)
+    return [*sorted(best.values(), key=lambda finding: -finding.match.similarity), *unmatched]
+
+
+def hidden_cameo_findings(decision: Decision, findings: list[OutputFinding],
+                          visible_cameos: set[str]) -> list[OutputFinding]:
+    """The cameos found whose use the gate refused and which the requester may not see (not theirs, not shared
+    with them): a denial may say that such a person is there, never who, nor how alike."""
+    refused = {reason.subject for reason in decision.reasons if reason.subject}
+    return [finding for finding in findings if finding.match.kind == SubjectKind.cameo
+            and finding.match.label in refused and finding.match.subject_id not in visible_cameos]
+
+
 def output_decision(decision: Decision, findings: list[OutputFinding], requested_handles: set[str],
-                    protected_cameos: dict[str, str] | None = None, *, where: str = "generated video") -> Decision:
-    """The release decision once faces on the output are known. `decision` is the gate's answer for the request
-    with every matched cameo's handle added (the gate alone decides who may use a cameo); here a refusal for a
-    handle the request did not name becomes `likeness_without_consent` (the model drew that person unasked), and
-    every protected person on screen is refused unless their own cameo (`protected_cameos`: protected person id ->
-    cameo id) is among the cameos the gate consented to. `where` names the picture the faces were found on
-    ("generated video": the clip is withheld; "reference image": the request is denied)."""
+                    protected_cameos: dict[str, str] | None = None, *, where: str = "generated video",
+                    visible_cameos: set[str] = frozenset(), reveal: bool = False) -> Decision:  # type: ignore[assignment]
+    """The decision once faces are known. `decision` is the gate's answer for the request with every matched
+    cameo's handle added (the gate alone decides who may use a cameo). `where` names the picture the faces were
+    found on ("generated video": the clip is withheld; "reference image": the request is denied).
+
+    - A refused cameo the requester may not see (`visible_cameos`: the found cameos they own or that are shared
+      with them) becomes one `likeness_without_consent` that names nobody and gives no id, score or box, whether
+      or not the request also named a handle (else comparing answers would tell whose face it is); its gate
+      reasons are dropped unless the request named that handle. With `reveal` (an operator), the details stay.
+    - A refused cameo the requester may see keeps the gate's own reasons (restricted content, expiry, ...).
+    - Every protected person on screen is refused unless their own cameo (`protected_cameos`: protected person
+      id -> cameo id) is among the cameos the gate consented to.
+    - A face on the reference image that matches nobody is refused (`likeness_unregistered`), and so is one that
+      cannot be compared (`likeness_unrecognisable`): nobody's likeness is used without their verified cameo."""
     outcome = "it is withheld" if where == "generated video" else "the request is denied"
-    findings_by_handle = {f.match.handle: f for f in findings if f.match.kind == SubjectKind.cameo}
-    reasons: list[Reason] = []
-    for reason in decision.reasons:
-        handle = reason.subject[1:] if reason.subject and reason.subject.startswith("@") else None
-        finding = findings_by_handle.get(handle) if handle else None
-        if finding is not None and handle not in requested_handles:
-            reasons.append(Reason(
-                "likeness_without_consent",
-                f"The {where} shows the face of @{handle}, whose owner has not allowed you to use their "
-                f"likeness; {outcome}.",
-                subject=f"@{handle}", evidence={**finding.as_dict(), "gate_reason": reason.code}))
-        else:
-            reasons.append(reason)
+    hidden = hidden_cameo_findings(decision, findings, visible_cameos)
+    hidden_labels = {finding.match.label for finding in hidden}
+    reasons = [reason for reason in decision.reasons
+               if reason.subject not in hidden_labels or reason.subject[1:] in requested_handles]
+    for finding in hidden:
+        gate_codes = [reason.code for reason in decision.reasons if reason.subject == finding.match.label]
+        reasons.append(Reason(
+            "likeness_without_consent",
+            f"The {where} shows the likeness of a registered person who has not allowed you to use it; "
+            f"{outcome}. Only they can allow it, by sharing their cameo with you.",
+            evidence={**finding.as_dict(), "gate_reasons": gate_codes} if reveal else None))
     consented = set(decision.cameo_ids) if decision.allowed else set()
     for finding in findings:
         if finding.match.kind != SubjectKind.protected:
@@ -76,6 +108,26 @@ def output_decision(decision: Decision, findings: list[OutputFinding], requested
         reasons.append(Reason(
             "likeness_without_consent",
             f"The {where} shows the face of {finding.match.label}, a protected person; {outcome}.",
-            subject=f"protected:{finding.match.label}", evidence=finding.as_dict()))
+            subject=f"protected:{finding.match.label}", evidence=finding.as_dict() if reveal else None))
+    reasons += [_unmatched_reason(finding, outcome) for finding in findings
+                if finding.match.kind in (UNKNOWN_FACE, UNREADABLE_FACE)]
     return Decision(allowed=not reasons, reasons=reasons, policy_version=decision.policy_version,
                     obligations=decision.obligations, cameo_ids=decision.cameo_ids if not reasons else [])
+
+
+def _unmatched_reason(finding: OutputFinding, outcome: str) -> Reason:
+    """Unmatched faces only come from reference images (an unknown face the model draws on its own is nobody)."""
+    box = {"box": finding.match.box.as_list()} if finding.match.box else None
+    if finding.match.kind == UNREADABLE_FACE:
+        return Reason(
+            "likeness_unrecognisable",
+            f"The reference image shows {finding.match.label}, so it cannot be checked against the registered "
+            f"cameos and could be anyone's; {outcome}. Use a sharp picture in which each face is at least "
+            f"{MIN_COMPARABLE_FACE} pixels wide, or one without faces.",
+            evidence=box)
+    return Reason(
+        "likeness_unregistered",
+        f"The reference image shows the face of a person who has no verified cameo you may use; {outcome}. "
+        "Nobody's likeness is generated without their consent: that person must register a cameo and allow you "
+        "to use it.",
+        evidence=box)

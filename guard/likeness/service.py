@@ -5,8 +5,8 @@ database's face-index version moves (every template insert or erasure bumps it i
 API workers and generation workers on SQLite or PostgreSQL all see enrolments and erasures at their next check.
 A refresh reads only the rows it has not seen (and drops the rows that are gone); it does not re-decrypt the rest.
 
-`match_faces(rgb)` is the narrow interface the gate (reference images), the output check (generated frames) and
-the impersonation check use."""
+`match_faces(rgb)` is the narrow interface the output check (generated frames) and the impersonation check use;
+`identify_faces(rgb)` answers for every face, matched or not, as the reference-image check needs."""
 
 from __future__ import annotations
 
@@ -17,17 +17,26 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session
 
-from guard.likeness.analysis import Box, analyze
+from guard.likeness.analysis import Box, analyze, detect_blurred, face_sharpness, overlaps
 from guard.likeness.index import Entry, FaceIndex, Hit
 from guard.likeness.sealing import TemplateSealer
 from registry import Cameos, Database, FaceTemplates, ProtectedPersons, SubjectKind
 
 DEFAULT_THRESHOLD = 0.96  # cosine similarity of unit dlib embeddings; chosen in bench/faces.py (BENCHMARKS.md)
+# Below these a face's embedding is not reliable enough to say whose it is (dlib's ResNet aligns a 150 px chip):
+# smaller faces are mostly upscaled blur, and a sigma-3 blur of a real 62 px face (sharpness 4-10, against 20-150
+# as filmed) already stops it matching its own cameo. See analysis.face_sharpness.
+MIN_COMPARABLE_FACE = 40  # px, the face box's shorter side
+MIN_FACE_SHARPNESS = 12.0
+
+# LikenessMatch.kind of a face that matches no enrolled subject (besides SubjectKind.cameo and .protected).
+UNKNOWN_FACE = "unknown"  # compared, and like nobody enrolled
+UNREADABLE_FACE = "unreadable"  # too small or too blurred to compare: it could be anyone
 
 
 @dataclass(frozen=True)
 class LikenessMatch:
-    kind: str  # "cameo" | "protected"
+    kind: str  # "cameo" | "protected"; on a reference image also UNKNOWN_FACE | UNREADABLE_FACE (no subject)
     subject_id: str  # the cameo id or the protected person id
     label: str  # "@handle" for a cameo, the name for a protected person
     similarity: float
@@ -44,6 +53,29 @@ class LikenessMatch:
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "subject_id": self.subject_id, "label": self.label,
                 "similarity": round(self.similarity, 4), "box": self.box.as_list() if self.box else None}
+
+
+@dataclass(frozen=True)
+class FaceOnPicture:
+    """One face found on a picture and everything enrolled it matches."""
+
+    box: Box
+    matches: list[LikenessMatch]  # best first; empty when the face is like nobody enrolled
+    unreadable: str | None  # why the face cannot be compared ("too small", "too blurred"), None when it can
+
+    def as_unmatched(self) -> LikenessMatch:
+        """This face as a match with no subject (UNREADABLE_FACE or UNKNOWN_FACE), for a face that matched nobody."""
+        if self.unreadable:
+            return LikenessMatch(UNREADABLE_FACE, "", f"a face {self.unreadable} to recognise", 0.0, self.box)
+        return LikenessMatch(UNKNOWN_FACE, "", "a face that matches no cameo", 0.0, self.box)
+
+
+def unreadable_because(rgb: np.ndarray, box: Box) -> str | None:
+    if min(box.width, box.height) < MIN_COMPARABLE_FACE:
+        return "too small"
+    if face_sharpness(rgb, box) < MIN_FACE_SHARPNESS:
+        return "too blurred"
+    return None
 
 
 def subject_ref(kind: str, subject_id: str) -> str:
@@ -139,8 +171,20 @@ class Likeness:
     def match_faces(self, rgb: np.ndarray) -> list[LikenessMatch]:
         """Every face in the picture matched against every cameo and protected person: one entry per (face,
         subject) at or above the threshold, best first. No faces, or no matches: an empty list."""
-        faces = analyze(rgb)
-        embeddings = [face.embedding for face in faces if face.embedding is not None]
-        if not embeddings:
+        faces = [face for face in analyze(rgb) if face.embedding is not None]
+        if not faces:
             return []
-        return self.match_embeddings(np.stack(embeddings), [face.box for face in faces])
+        return self.match_embeddings(np.stack([face.embedding for face in faces]), [face.box for face in faces])
+
+    def identify_faces(self, rgb: np.ndarray) -> list[FaceOnPicture]:
+        """Every face in the picture, each with the subjects it matches and whether it could be compared at all.
+        Faces are looked for even when nobody is enrolled: a face that matches nobody is an answer too."""
+        faces = analyze(rgb)
+        comparable = [face for face in faces if face.embedding is not None]
+        matches = self.match_embeddings(np.stack([face.embedding for face in comparable]),
+                                        [face.box for face in comparable]) if comparable else []
+        found = [FaceOnPicture(face.box, [match for match in matches if match.box == face.box],
+                               "too unclear" if face.embedding is None else unreadable_because(rgb, face.box))
+                 for face in faces]
+        blurred = [box for box in detect_blurred(rgb) if not any(overlaps(box, face.box) for face in faces)]
+        return [*found, *(FaceOnPicture(box, [], "too blurred") for box in blurred)]
