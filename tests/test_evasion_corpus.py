@@ -5,7 +5,7 @@ The whole gate runs: normalization, every matcher, the Cedar policies."""
 from __future__ import annotations
 
 from bench.gate_corpus import evaluate, load_corpus, memory_gate
-from guard.gate import Policy
+from guard.gate import GateRequest, Policy
 from policies import POLICY_DIR
 
 
@@ -21,3 +21,15 @@ def test_recall_and_false_positives_meet_the_targets() -> None:
     assert scores.false_positive_rate <= 0.02, (report, misses)
     assert all(outcome.decision.reasons[0].code != "check_unavailable" for outcome in scores.outcomes
                if outcome.decision.reasons)
+
+
+def test_translated_names_match_only_when_the_work_lists_them() -> None:
+    """The matcher folds spelling, not language: a translation is caught because the sample work lists it as an alias
+    (or it is a near miss of one: "Мики Маус" for the listed "Микки Маус"); paraphrases are English-only."""
+    corpus = load_corpus()
+    gate = memory_gate(Policy.load(POLICY_DIR), corpus)
+    for prompt, work in [("米老鼠 waving", "Mickey Mouse"), ("ミッキーマウス waving", "Mickey Mouse"),
+                         ("Мики Маус waving", "Mickey Mouse"), ("Человек-паук swinging", "Spider-Man"),
+                         ("Hombre Araña swinging", "Spider-Man")]:
+        decision = gate.check(GateRequest("bob", prompt))
+        assert [(r.code, r.subject) for r in decision.reasons] == [("opted_out_work", f"work:{work}")], prompt
