@@ -62,7 +62,7 @@ def scan_picture(rgb: np.ndarray, likeness: Likeness) -> list[OutputFinding]:
 
 
 def hidden_cameo_findings(decision: Decision, findings: list[OutputFinding],
-                          visible_cameos: set[str]) -> list[OutputFinding]:
+                          visible_cameos: frozenset[str] | set[str]) -> list[OutputFinding]:
     """The cameos found whose use the gate refused and which the requester may not see (not theirs, not shared
     with them): a denial may say that such a person is there, never who, nor how alike."""
     refused = {reason.subject for reason in decision.reasons if reason.subject}
@@ -72,7 +72,7 @@ def hidden_cameo_findings(decision: Decision, findings: list[OutputFinding],
 
 def output_decision(decision: Decision, findings: list[OutputFinding], requested_handles: set[str],
                     protected_cameos: dict[str, str] | None = None, *, where: str = "generated video",
-                    visible_cameos: set[str] = frozenset(), reveal: bool = False) -> Decision:  # type: ignore[assignment]
+                    visible_cameos: frozenset[str] | set[str] = frozenset(), reveal: bool = False) -> Decision:
     """The decision once faces are known. `decision` is the gate's answer for the request with every matched
     cameo's handle added (the gate alone decides who may use a cameo). `where` names the picture the faces were
     found on ("generated video": the clip is withheld; "reference image": the request is denied).
