@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+import math
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import Session, col, select
 
 from api.context import Hallmark
@@ -27,7 +29,16 @@ from registry import (Account, Accounts, AppearanceKind, Appearances, AuditLog, 
                       ProtectedPerson, ProtectedPersons, Role, Status, SubjectKind, Visibility)
 from registry.clock import as_utc, utcnow
 
-HANDLE_PATTERN = r"^@?[A-Za-z0-9_][A-Za-z0-9_.]{1,31}$"
+# 2-32 characters; no trailing dot, since a mention drops a trailing dot as the end of a sentence ("ask @ann.").
+HANDLE_PATTERN = r"^@?[A-Za-z0-9_][A-Za-z0-9_.]{0,30}[A-Za-z0-9_]$"
+MAX_TERM_CHARS = 100  # a restriction term is a word or a short phrase
+
+# How many challenges may be issued in an hour, per cameo and per account (a new registration issues one too).
+# Each challenge allows one upload, so this also caps verification attempts. Without a cap, a challenge could be
+# redrawn for free until it asks only for moves some pre-recorded footage happens to show.
+CHALLENGES_PER_CAMEO_PER_HOUR = 5
+CHALLENGES_PER_ACCOUNT_PER_HOUR = 10
+CHALLENGE_LIMIT_WINDOW = timedelta(hours=1)
 
 
 class RegistrationRejected(HallmarkError):
@@ -43,12 +54,30 @@ class RegistrationRejected(HallmarkError):
         self.failures = failures
 
 
+class TooManyChallenges(HallmarkError):
+    """The challenge limit of a cameo or an account is reached; `retry_after` says when the next one is free."""
+
+    code = "too_many_challenges"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        minutes = max(1, math.ceil(retry_after / 60))
+        super().__init__(message, hint=f"Try again in {minutes} minute{'s' if minutes > 1 else ''}; film the answer "
+                         "right after asking for a challenge, so that each one counts.")
+        self.retry_after = retry_after
+
+
 # --- views (what the API and CLI show; never biometric data) ---------------------------------------------------
+Term = Annotated[str, StringConstraints(max_length=MAX_TERM_CHARS)]
+
+
 class ContentRestrictions(BaseModel):
     categories: list[str] = Field(default_factory=list, max_length=50,
-                                  description="Kinds of content the owner's likeness must stay out of.")
-    terms: list[str] = Field(default_factory=list, max_length=200,
-                             description="Words or phrases the owner's likeness must not appear with.")
+                                  description="Kinds of content the owner's likeness must stay out of "
+                                              "(policies/content_categories.toml names them).")
+    terms: list[Term] = Field(default_factory=list, max_length=200,
+                              description=f"Words or phrases (at most {MAX_TERM_CHARS} characters each) the owner's "
+                                          "likeness must not appear with.")
 
 
 class CameoView(BaseModel):
@@ -108,11 +137,13 @@ def manageable(session: Session, actor: Account, cameo_id: str) -> Cameo:
 
 
 def by_ref(session: Session, actor: Account, ref: str) -> Cameo:
-    """A cameo by id or @handle (the CLI takes handles)."""
+    """A cameo by id or @handle (the CLI takes handles). Someone else's cameo gets the same answer as one that does
+    not exist, echoing only the caller's own reference: never its id (the handle is public, the id is not)."""
     cameo = session.get(Cameo, ref) or Cameos(session).by_handle(ref)
-    if cameo is None:
-        raise NotFound(f"No cameo {ref!r}.", hint="List cameos with `hallmark cameo list`.")
-    return manageable(session, actor, cameo.id)
+    if cameo is None or (cameo.owner_id != actor.id and actor.role != Role.admin):
+        raise NotFound(f"You have no cameo {ref[:64]!r}.", hint="List your cameos with `hallmark cameo list` "
+                       "(GET /v1/cameos).")
+    return cameo
 
 
 def _require_admin(actor: Account) -> None:
@@ -121,7 +152,43 @@ def _require_admin(actor: Account) -> None:
 
 
 # --- self-service registration --------------------------------------------------------------------------------
+def check_handle(handle: str) -> str:
+    """The handle as stored (lower case, no @), or InvalidInput naming the rule it breaks. The API checks the same
+    pattern on the request body; the CLI and operator enrollment come through here."""
+    if not re.fullmatch(HANDLE_PATTERN, handle.strip()):
+        raise InvalidInput(f"{handle[:64]!r} is not a cameo handle: 2 to 32 letters, digits, '_' or '.', not ending "
+                           "in '.'.", hint="e.g. alice, alice_b or alice.b")
+    return handle.strip().lstrip("@").lower()
+
+
+def _refuse_protected_handle(hm: Hallmark, handle: str) -> None:
+    """A handle that policies/protected_persons.toml names as a protected person's own cameo is enrolled by an
+    operator only; self-service registration of it is refused (whoever took it first would speak for the person)."""
+    for person in hm.policy.persons:
+        if person.cameo == handle:
+            raise HallmarkError(f"@{handle} is reserved for the cameo of a protected person.", code="handle_reserved",
+                                status=409, hint="Pick another handle; the person's own cameo is enrolled by an "
+                                "operator (hallmark cameo enroll).")
+
+
+def _check_challenge_limits(session: Session, owner_id: str, cameo_id: str | None) -> None:
+    """Raise TooManyChallenges when the account, or the cameo, had its hourly share of challenges."""
+    now = utcnow()
+    since = now - CHALLENGE_LIMIT_WINDOW
+    challenges = Challenges(session)
+    limits = [(challenges.issued_since(since, owner_id=owner_id), CHALLENGES_PER_ACCOUNT_PER_HOUR, "your account")]
+    if cameo_id is not None:
+        limits.append((challenges.issued_since(since, cameo_id=cameo_id), CHALLENGES_PER_CAMEO_PER_HOUR,
+                       "this cameo"))
+    for issued, limit, whose in limits:
+        if len(issued) >= limit:
+            frees_at = issued[len(issued) - limit] + CHALLENGE_LIMIT_WINDOW  # when the oldest one counting expires
+            raise TooManyChallenges(f"{limit} challenges were issued for {whose} in the last hour; that is the "
+                                    "limit.", retry_after=max(1, math.ceil((frees_at - now).total_seconds())))
+
+
 def _issue_challenge(hm: Hallmark, session: Session, cameo: Cameo) -> CameoChallenge:
+    _check_challenge_limits(session, cameo.owner_id, cameo.id)
     moves = new_challenge([Move(m) for m in hm.settings.cameo_challenge_moves], hm.settings.cameo_challenge_length)
     expires = utcnow() + timedelta(seconds=hm.settings.cameo_challenge_ttl_seconds)
     return Challenges(session).issue(cameo, [str(m) for m in moves], expires)
@@ -129,7 +196,10 @@ def _issue_challenge(hm: Hallmark, session: Session, cameo: Cameo) -> CameoChall
 
 def start_registration(hm: Hallmark, owner: Account, handle: str,
                        visibility: Visibility = Visibility.only_me) -> tuple[CameoView, ChallengeView]:
+    handle = check_handle(handle)
+    _refuse_protected_handle(hm, handle)
     with hm.db.session() as session:
+        _check_challenge_limits(session, owner.id, None)  # before anything is created
         cameo = Cameos(session).create(handle, owner.id, visibility)
         challenge = _issue_challenge(hm, session, cameo)
         AuditLog(session).append("cameo.registered", actor_id=owner.id, subject=cameo.id, method="challenge",
@@ -145,11 +215,16 @@ def reissue_challenge(hm: Hallmark, actor: Account, cameo_id: str) -> ChallengeV
         return challenge_view(_issue_challenge(hm, session, cameo))
 
 
-def _reject(hm: Hallmark, actor: Account, cameo_id: str | None, failures: list[Failure], event: str,
-            **data: Any) -> RegistrationRejected:
+def _audit_failures(hm: Hallmark, actor: Account, cameo_id: str | None, failures: list[Failure], event: str,
+                    **data: Any) -> None:
     with hm.db.session() as session:
         AuditLog(session).append(event, actor_id=actor.id, subject=cameo_id,
                                  reasons=[failure.code for failure in failures], **data)
+
+
+def _reject(hm: Hallmark, actor: Account, cameo_id: str | None, failures: list[Failure], event: str,
+            **data: Any) -> RegistrationRejected:
+    _audit_failures(hm, actor, cameo_id, failures, event, **data)
     return RegistrationRejected(failures)
 
 
@@ -295,19 +370,25 @@ def enroll_by_operator(hm: Hallmark, operator: Account, *, handle: str, owner_na
     """A studio's enrollment with consent collected offline: status `verified_by_operator`, the evidence kept
     with the cameo and in the audit log, and the same impersonation check as self-service."""
     _require_admin(operator)
+    handle = check_handle(handle)
     if not evidence.strip():
         raise InvalidInput("--evidence must say how consent was collected.",
                            hint='e.g. --evidence "signed release 2026-03-14, ref STU-1182"')
     with hm.db.session() as session:  # fail fast, before the slow face analysis
         owner = Accounts(session).require_by_name(owner_name)
         if Cameos(session).by_handle(handle) is not None:
-            raise Conflict(f"The cameo handle @{handle.lstrip('@').lower()} is taken.", hint="Pick another handle.")
+            raise Conflict(f"The cameo handle @{handle} is taken.", hint="Pick another handle.")
         protected = ProtectedPersons(session).require_by_name(protected_name) if protected_name else None
-    found = faces_from_files(hm, video, images, on_progress)
-    failures = impersonation_failures(hm, found.templates, owner.id, reveal=True,
-                                      allow_protected_id=protected.id if protected else None)
-    if failures:
-        raise RegistrationRejected(failures)
+    try:
+        found = faces_from_files(hm, video, images, on_progress)
+        failures = impersonation_failures(hm, found.templates, owner.id, reveal=True,
+                                          allow_protected_id=protected.id if protected else None)
+        if failures:
+            raise RegistrationRejected(failures)
+    except RegistrationRejected as exc:  # logged like a failed self-service verification
+        _audit_failures(hm, operator, None, exc.failures, "cameo.verification_failed", method="operator",
+                        owner_id=owner.id, personal={"handle": handle})
+        raise
     with hm.db.session() as session:
         cameo = Cameos(session).create(handle, owner.id, visibility)
         cameo.protected_person_id = protected.id if protected else None
@@ -405,27 +486,55 @@ def update_permissions(hm: Hallmark, actor: Account, cameo_id: str, update: Came
         if "visibility" in changes and update.visibility is not None:
             cameo.visibility = update.visibility
             recorded["visibility"] = str(update.visibility)
+        personal: dict[str, Any] = {}
         if "approved_accounts" in changes:
             accounts = Accounts(session)
             approved = {accounts.require_by_name(name).id for name in update.approved_accounts or []}
             cameos.set_approved(cameo, approved)
-            recorded["approved_accounts"] = sorted(update.approved_accounts or [])
+            recorded["approved_account_ids"] = sorted(approved)  # ids: names are personal data, the leaf is forever
         if "content_restrictions" in changes:
             restrictions = update.content_restrictions or ContentRestrictions()
             cameo.content_restrictions = {
-                "categories": sorted({c.strip().lower() for c in restrictions.categories if c.strip()}),
+                "categories": _known_categories(hm, restrictions.categories),
                 "terms": sorted({t.strip() for t in restrictions.terms if t.strip()}),
             }
-            recorded["content_restrictions"] = cameo.content_restrictions
+            recorded["restricted_categories"] = cameo.content_restrictions["categories"]
+            recorded["restricted_terms"] = len(cameo.content_restrictions["terms"])
+            personal["restricted_terms"] = cameo.content_restrictions["terms"]  # free text: erasable
         if "expires_at" in changes:
-            expires = as_utc(update.expires_at) if update.expires_at else None
-            if update.expires_at is not None and update.expires_at.tzinfo is None:
-                raise InvalidInput("expires_at needs a time zone (e.g. 2027-01-01T00:00:00Z).")
+            expires = _expiry(update.expires_at)
             cameo.expires_at = expires
             recorded["expires_at"] = expires.isoformat() if expires else None
         cameos.touch(cameo)
-        AuditLog(session).append("cameo.permissions_changed", actor_id=actor.id, subject=cameo.id, **recorded)
+        AuditLog(session).append("cameo.permissions_changed", actor_id=actor.id, subject=cameo.id,
+                                 personal=personal or None, **recorded)
         return cameo_view(session, cameo)
+
+
+def _known_categories(hm: Hallmark, categories: list[str]) -> list[str]:
+    """The categories lower-cased and sorted; one that policies/content_categories.toml does not define is refused
+    (it would match only its own name, so a misspelt "nudity" for "sexual" would silently restrict almost nothing)."""
+    wanted = sorted({c.strip().lower() for c in categories if c.strip()})
+    known = hm.policy.categories
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise InvalidInput(f"Unknown content categor{'y' if len(unknown) == 1 else 'ies'}: "
+                           f"{', '.join(repr(c[:40]) for c in unknown)}.",
+                           hint=f"Use one of: {', '.join(sorted(known))}; or restrict words with terms.")
+    return wanted
+
+
+def _expiry(value: datetime | None) -> datetime | None:
+    """expires_at in UTC; a time without a zone, or one that has no UTC equivalent, is refused."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise InvalidInput("expires_at needs a time zone (e.g. 2027-01-01T00:00:00Z).")
+    try:
+        return as_utc(value)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 lies before the first representable UTC time
+        raise InvalidInput(f"expires_at {value.isoformat()} is out of range.",
+                           hint="Give a time between the years 1 and 9999, e.g. 2027-01-01T00:00:00Z.") from None
 
 
 def revoke(hm: Hallmark, actor: Account, cameo_id: str) -> CameoView:
@@ -454,6 +563,29 @@ def delete(hm: Hallmark, actor: Account, cameo_id: str) -> None:
         AuditLog(session).append("cameo.deleted", actor_id=actor.id, subject=cameo.id,
                                  templates_erased=erased, personal={"handle": cameo.handle})
     hm.db.checkpoint()
+
+
+def take_down(hm: Hallmark, operator: Account, cameo_ref: str, reason: str) -> CameoView:
+    """An operator resolves a dispute over a cameo (admin only): e.g. someone registered another person's face from
+    public footage. The face templates are erased, so the real person can register theirs; the cameo is retired
+    like a deletion (its handle stays reserved), and the reason is kept with it and in the audit log."""
+    _require_admin(operator)
+    if not reason.strip():
+        raise InvalidInput("A take-down needs a reason.", hint='e.g. --reason "face disputed by its owner, ticket 42"')
+    with hm.db.session() as session:
+        cameo = by_ref(session, operator, cameo_ref)
+        if cameo.status == CameoStatus.deleted:
+            raise Conflict(f"@{cameo.handle} is already deleted.")
+        erased = hm.likeness.erase(session, SubjectKind.cameo, cameo.id)
+        Challenges(session).close_open(cameo.id)
+        cameo.verification = {**(cameo.verification or {}),
+                              "taken_down": {"reason": reason.strip(), "operator": operator.name}}
+        Cameos(session).mark_deleted(cameo)
+        AuditLog(session).append("cameo.taken_down", actor_id=operator.id, subject=cameo.id, owner_id=cameo.owner_id,
+                                 templates_erased=erased, personal={"handle": cameo.handle, "reason": reason.strip()})
+        view = cameo_view(session, cameo)
+    hm.db.checkpoint()
+    return view
 
 
 def list_cameos(hm: Hallmark, actor: Account, *, everyone: bool = False) -> list[CameoView]:

@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import DateTime
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from registry.clock import utcnow
@@ -55,7 +56,10 @@ class Accounts:
             raise Conflict(f"An account named {name!r} already exists.", hint="Pick another name.")
         account = Account(name=name, role=role)
         self.session.add(account)
-        self.session.flush()
+        try:
+            self.session.flush()
+        except IntegrityError as exc:  # created by a concurrent request between the check and the insert
+            raise Conflict(f"An account named {name!r} already exists.", hint="Pick another name.") from exc
         return account
 
     def get(self, account_id: str) -> Account:

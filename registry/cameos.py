@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, delete, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from registry.clock import as_utc, utcnow
@@ -110,7 +111,10 @@ class Cameos:
             raise Conflict(f"The cameo handle @{handle} is taken.", hint="Pick another handle.")
         cameo = Cameo(handle=handle, owner_id=owner_id, visibility=visibility)
         self.session.add(cameo)
-        self.session.flush()
+        try:
+            self.session.flush()
+        except IntegrityError as exc:  # registered by a concurrent request between the check and the insert
+            raise Conflict(f"The cameo handle @{handle} is taken.", hint="Pick another handle.") from exc
         return cameo
 
     def by_handle(self, handle: str) -> Cameo | None:
@@ -223,6 +227,17 @@ class Challenges:
 
     def get(self, challenge_id: str) -> CameoChallenge | None:
         return self.session.get(CameoChallenge, challenge_id)
+
+    def issued_since(self, since: datetime, *, cameo_id: str | None = None,
+                     owner_id: str | None = None) -> list[datetime]:
+        """When challenges were issued since `since` for one cameo or for all cameos of one owner, oldest first:
+        counted in the database so that a limit holds across API processes."""
+        query = select(CameoChallenge.issued_at).where(col(CameoChallenge.issued_at) >= since)
+        if cameo_id is not None:
+            query = query.where(CameoChallenge.cameo_id == cameo_id)
+        if owner_id is not None:
+            query = query.join(Cameo, col(Cameo.id) == col(CameoChallenge.cameo_id)).where(Cameo.owner_id == owner_id)
+        return [as_utc(at) for at in self.session.exec(query.order_by(col(CameoChallenge.issued_at)))]
 
     def consume(self, challenge_id: str) -> bool:
         """Mark the challenge answered; False when it already was (a conditional UPDATE: atomic on SQLite and

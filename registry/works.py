@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import DateTime, LargeBinary, Text, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from registry.clock import as_utc, utcnow
@@ -146,9 +147,12 @@ class Works:
             .values(value=RegistryRevision.value + 1).returning(RegistryRevision.value)
         ).scalar_one_or_none()
         if updated is None:  # first change ever
-            self.session.add(RegistryRevision(name=WORKS_REVISION, value=1))
-            self.session.flush()
-            return 1
+            try:
+                with self.session.begin_nested():  # a savepoint: a concurrent first change may insert the row too
+                    self.session.add(RegistryRevision(name=WORKS_REVISION, value=1))
+                return 1
+            except IntegrityError:  # it did (and committed): count on from its value
+                return self._bump()
         return int(updated)
 
     def _touch(self, work: Work) -> None:

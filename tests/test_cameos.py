@@ -73,6 +73,15 @@ def failure_codes(response: Response) -> list[str]:
     return [failure["code"] for failure in body["failures"]]
 
 
+def age_challenges(hm: Hallmark, cameo_id: str, by: timedelta = timedelta(hours=2)) -> None:
+    """Move the cameo's challenges back in time (issued and expired), as if `by` had passed since."""
+    with hm.db.session() as session:
+        for challenge in session.exec(select(CameoChallenge).where(CameoChallenge.cameo_id == cameo_id)).all():
+            challenge.issued_at -= by
+            challenge.expires_at -= by
+            session.add(challenge)
+
+
 def audit_kinds(hm: Hallmark, subject: str) -> list[str]:
     with hm.db.session() as session:
         return [event.kind for event in AuditLog(session).for_subject(subject) if event.subject == subject]
@@ -131,6 +140,7 @@ def test_registration_failures_are_explicit_and_store_nothing(
     cameo_id, moves = registration["cameo"]["id"], registration["challenge"]["moves"]
 
     def fresh() -> list[str]:
+        age_challenges(hm, cameo_id)  # as if an hour passed: the hourly challenge limit is tested on its own
         response = client.post(f"/v1/cameos/{cameo_id}/challenge", headers=bearer(carol))
         assert response.status_code == 201
         return response.json()["moves"]
@@ -322,11 +332,11 @@ def test_permissions_expiry_protected_persons_and_deletion_erases_templates(
 
     response = client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={
         "visibility": "approved", "approved_accounts": ["bob"],
-        "content_restrictions": {"categories": ["Politics"], "terms": ["campaign ad"]}})
+        "content_restrictions": {"categories": ["Political"], "terms": ["campaign ad"]}})
     assert response.status_code == 200, response.text
     view = response.json()
     assert view["approved_accounts"] == ["bob"] and view["content_restrictions"] == {
-        "categories": ["politics"], "terms": ["campaign ad"]}
+        "categories": ["political"], "terms": ["campaign ad"]}
 
     def reasons(account) -> list[str]:  # type: ignore[no-untyped-def]
         with hm.db.session() as session:
@@ -441,3 +451,161 @@ def test_a_bad_reference_image_is_refused_before_anything_is_stored(sqlite_initi
         assert generation_count(sqlite_initialized) == before
     finally:
         hm.close()
+
+
+# --- abuse of registration: challenge limits, challenge content, disputes --------------------------------------
+def test_challenges_are_limited_per_cameo_and_per_account_across_processes(
+        client: TestClient, initialized: Initialized) -> None:
+    """Before, a challenge could be redrawn any number of times, for free, until it asked only for moves that some
+    public footage shows. Now an hour holds a few per cameo and per account, counted in the database."""
+    hm: Hallmark = client.app.state.hallmark
+    mallory = new_account(client, initialized.admin_key, "mallory")
+    first = client.post("/v1/cameos", json={"handle": "stranger"}, headers=bearer(mallory)).json()["cameo"]["id"]
+    for _ in range(service.CHALLENGES_PER_CAMEO_PER_HOUR - 1):
+        assert client.post(f"/v1/cameos/{first}/challenge", headers=bearer(mallory)).status_code == 201
+    limited = client.post(f"/v1/cameos/{first}/challenge", headers=bearer(mallory))
+    assert limited.status_code == 429 and limited.json()["code"] == "too_many_challenges"
+    assert 0 < int(limited.headers["Retry-After"]) <= 3600 and "Try again in" in limited.json()["hint"]
+
+    # Another process (its own app, the same database) counts the same challenges.
+    other_process = Hallmark(settings_for(initialized))
+    try:
+        with other_process.db.session() as session:
+            owner = Accounts(session).require_by_name("mallory")
+        with pytest.raises(service.TooManyChallenges):
+            service.reissue_challenge(other_process, owner, first)
+    finally:
+        other_process.close()
+
+    # New cameos do not reset the count: the account's limit covers registrations too.
+    second = client.post("/v1/cameos", json={"handle": "stranger2"}, headers=bearer(mallory)).json()["cameo"]["id"]
+    issued = service.CHALLENGES_PER_CAMEO_PER_HOUR + 1
+    while issued < service.CHALLENGES_PER_ACCOUNT_PER_HOUR:
+        assert client.post(f"/v1/cameos/{second}/challenge", headers=bearer(mallory)).status_code == 201
+        issued += 1
+    refused = client.post("/v1/cameos", json={"handle": "stranger3"}, headers=bearer(mallory))
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    with hm.db.session() as session:
+        assert session.exec(select(Cameo).where(Cameo.handle == "stranger3")).first() is None  # nothing created
+
+    age_challenges(hm, first)  # an hour later the first cameo's challenges no longer count
+    assert client.post(f"/v1/cameos/{first}/challenge", headers=bearer(mallory)).status_code == 201
+
+
+def test_every_challenge_mixes_turns_and_tilts_when_both_are_allowed() -> None:
+    from guard.likeness.liveness import HORIZONTAL, VERTICAL, Move, new_challenge
+
+    every = [Move.turn_left, Move.turn_right, Move.look_up, Move.look_down]
+    drawn = [new_challenge(every, 3) for _ in range(300)]
+    assert all(set(moves) & HORIZONTAL and set(moves) & VERTICAL for moves in drawn)  # never turns only
+    assert len({tuple(moves) for moves in drawn}) > 20
+    # Turns only (the tests' footage shows no tilts), and a one-move challenge, still draw.
+    assert all(set(new_challenge([Move.turn_left, Move.turn_right], 3)) <= HORIZONTAL for _ in range(20))
+    assert len(new_challenge(every, 1)) == 1
+
+
+def test_an_operator_takes_down_a_cameo_of_someone_else_so_the_real_person_can_register(
+        client: TestClient, initialized: Initialized, media_dir: Path, tmp_path: Path) -> None:
+    hm: Hallmark = client.app.state.hallmark
+    mallory, alice = (new_account(client, initialized.admin_key, name) for name in ("mallory", "alice"))
+
+    def register_and_answer(key: str, handle: str) -> Response:
+        registration = client.post("/v1/cameos", json={"handle": handle}, headers=bearer(key)).json()
+        clip = challenge_clip(media_dir, registration["challenge"]["moves"], tmp_path / f"{handle}.mp4")
+        return upload(client, key, registration["cameo"]["id"], clip)
+
+    squatted = register_and_answer(mallory, "stranger")  # the woman's public footage, answered by mallory
+    assert squatted.status_code == 200, squatted.text
+    assert failure_codes(register_and_answer(alice, "real_woman")) == ["matches_existing_cameo"]
+
+    denied = run_cli(["cameo", "takedown", "stranger", "--reason", "x", "--as", "alice"], initialized.env)
+    assert denied.returncode != 0 and "Only admins" in denied.stderr + denied.stdout
+    result = run_cli(["cameo", "takedown", "stranger", "--reason", "face disputed by its owner, ticket 42",
+                      "--json"], initialized.env)
+    assert result.returncode == 0, result.stderr
+    view = client.get(f"/v1/cameos/{squatted.json()['id']}", headers=bearer(mallory)).json()
+    assert view["status"] == "deleted" and view["templates"] == 0 and not view["usable"]
+    assert view["verification"]["taken_down"]["reason"] == "face disputed by its owner, ticket 42"
+
+    with hm.db.session() as session:
+        alice_cameo = session.exec(select(Cameo).where(Cameo.handle == "real_woman")).one()
+    age_challenges(hm, alice_cameo.id)
+    answer = client.post(f"/v1/cameos/{alice_cameo.id}/challenge", headers=bearer(alice)).json()
+    verified = upload(client, alice, alice_cameo.id, challenge_clip(media_dir, answer["moves"], tmp_path / "a.mp4"))
+    assert verified.status_code == 200 and verified.json()["status"] == "verified", verified.text
+    with hm.db.session() as session:
+        event = next(e for e in AuditLog(session).for_subject(squatted.json()["id"]) if e.kind == "cameo.taken_down")
+    assert event.personal == {"handle": "stranger", "reason": "face disputed by its owner, ticket 42"}
+    assert "ticket 42" not in str(event.data)  # free text only in the erasable part
+
+
+# --- lookups, bad input ------------------------------------------------------------------------------------------
+def test_someone_elses_cameo_looks_exactly_like_a_missing_one(client: TestClient, initialized: Initialized) -> None:
+    alice, mallory = (new_account(client, initialized.admin_key, name) for name in ("alice", "mallory"))
+    alice_id = client.post("/v1/cameos", json={"handle": "alice"}, headers=bearer(alice)).json()["cameo"]["id"]
+    answers = {ref: client.get(f"/v1/cameos/{ref}", headers=bearer(mallory)) for ref in ("alice", "nosuchcameo")}
+    assert {response.status_code for response in answers.values()} == {404}
+    assert alice_id not in answers["alice"].text
+    assert answers["alice"].json()["detail"].replace("alice", "REF") \
+        == answers["nosuchcameo"].json()["detail"].replace("nosuchcameo", "REF")
+    assert client.get("/v1/cameos/alice", headers=bearer(alice)).json()["id"] == alice_id  # the owner's own
+
+
+def test_bad_cameo_input_is_refused_with_422_never_500(client: TestClient, initialized: Initialized) -> None:
+    bob = new_account(client, initialized.admin_key, "bob")
+    assert client.post("/v1/cameos", json={"handle": "trailingdot."}, headers=bearer(bob)).status_code == 422
+    assert client.post("/v1/cameos", json={"handle": "a" * 33}, headers=bearer(bob)).status_code == 422
+    bob_id = client.post("/v1/cameos", json={"handle": "bob.cam"}, headers=bearer(bob)).json()["cameo"]["id"]
+    for body in ({"expires_at": "0001-01-01T00:00:00+14:00"}, {"expires_at": "9999-12-31T23:59:59-14:00"},
+                 {"content_restrictions": {"terms": ["x" * (service.MAX_TERM_CHARS + 1)]}},
+                 {"content_restrictions": {"terms": ["punch"] * 201}}):
+        response = client.patch(f"/v1/cameos/{bob_id}", json=body, headers=bearer(bob))
+        assert response.status_code == 422, (body, response.text)
+    unknown = client.patch(f"/v1/cameos/{bob_id}", json={"content_restrictions": {"categories": ["nudity"]}},
+                           headers=bearer(bob))
+    assert unknown.status_code == 422 and "'nudity'" in unknown.json()["detail"] and "sexual" in unknown.json()["hint"]
+    for limit in ("-5", "0", "501", "99999999999999999999"):
+        assert client.get(f"/v1/generations?limit={limit}", headers=bearer(bob)).status_code == 422, limit
+    assert client.get("/v1/generations?limit=5", headers=bearer(bob)).status_code == 200
+
+    env = initialized.env
+    result = run_cli(["cameo", "permissions", "bob.cam", "--as", "bob", "--expires", "0001-01-01T00:00:00+14:00"], env)
+    assert result.returncode != 0 and "out of range" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(["cameo", "register", "trailingdot.", "--as", "bob"], env)
+    assert result.returncode != 0 and "not a cameo handle" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_permission_changes_keep_names_and_free_text_out_of_the_permanent_audit_record(
+        client: TestClient, initialized: Initialized, tmp_path: Path) -> None:
+    hm: Hallmark = client.app.state.hallmark
+    alice = new_account(client, initialized.admin_key, "alice")
+    new_account(client, initialized.admin_key, "bob_the_friend")
+    cameo_id = client.post("/v1/cameos", json={"handle": "alice"}, headers=bearer(alice)).json()["cameo"]["id"]
+    response = client.patch(f"/v1/cameos/{cameo_id}", headers=bearer(alice), json={
+        "approved_accounts": ["bob_the_friend"],
+        "content_restrictions": {"terms": ["my ex-husband Gerald"], "categories": ["alcohol"]}})
+    assert response.status_code == 200, response.text
+    with hm.db.session() as session:
+        bob_id = Accounts(session).require_by_name("bob_the_friend").id
+        event = next(e for e in AuditLog(session).for_subject(cameo_id) if e.kind == "cameo.permissions_changed")
+    assert event.data["approved_account_ids"] == [bob_id] and event.data["restricted_categories"] == ["alcohol"]
+    assert "bob_the_friend" not in str(event.data) and "Gerald" not in str(event.data)
+    assert event.personal == {"restricted_terms": ["my ex-husband Gerald"]}
+
+
+def test_a_rejected_operator_enrollment_is_audited_like_a_failed_verification(
+        client: TestClient, initialized: Initialized, tmp_path: Path) -> None:
+    hm: Hallmark = client.app.state.hallmark
+    new_account(client, initialized.admin_key, "alice")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((256, 256, 3), 128, dtype=np.uint8)).save(blank)
+    with hm.db.session() as session:
+        admin = next(a for a in Accounts(session).list() if a.role == Role.admin)
+    with pytest.raises(service.RegistrationRejected):
+        service.enroll_by_operator(hm, admin, handle="nobody", owner_name="alice", video=None, images=[blank],
+                                   evidence="release on file")
+    with hm.db.session() as session:
+        failed = [e for e in AuditLog(session).for_subject(admin.id) if e.kind == "cameo.verification_failed"]
+    assert len(failed) == 1 and failed[0].actor_id == admin.id
+    assert failed[0].data["reasons"] == ["no_face"] and failed[0].data["method"] == "operator"
+    assert failed[0].personal == {"handle": "nobody"}

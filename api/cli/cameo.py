@@ -233,6 +233,23 @@ def delete(handle: str = typer.Argument(...), yes: bool = typer.Option(False, "-
     out.print(f"deleted @{cameo.handle}: face templates erased")
 
 
+@app.command("takedown")
+def takedown(
+    handle: str = typer.Argument(..., help="The disputed cameo's @handle or id."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept with the cameo and in the audit log)."),
+    as_account: str = AS_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Resolve a dispute (admin only): erase a cameo's face templates and retire it with a reason, e.g. when
+    someone registered another person's face; that person can then register their own."""
+    hm = hallmark()
+    view = service.take_down(hm, _account(hm, as_account), handle, reason)
+    if json_output:
+        print_json(view.model_dump(mode="json"))
+        return
+    out.print(f"took down @{view.handle}: face templates erased, the handle stays reserved")
+
+
 @app.command("appearances")
 def appearances(handle: str = typer.Argument(...), as_account: str = AS_OPTION,
                 json_output: bool = JSON_OPTION) -> None:

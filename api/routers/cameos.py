@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api import cameos as service
-from api.cameos import AppearanceView, CameoUpdate, CameoView, ChallengeView, RegistrationRejected
+from api.cameos import (AppearanceView, CameoUpdate, CameoView, ChallengeView, RegistrationRejected,
+                        TooManyChallenges)
 from api.deps import AccountDep, HallmarkDep
 from api.problems import ApiProblem
 from api.uploads import receive_upload, temp_upload_path
@@ -17,6 +18,8 @@ from registry import Visibility
 router = APIRouter(prefix="/v1/cameos", tags=["cameos"])
 
 _FAILED = {422: {"description": "Verification failed; `failures` lists every reason (code, message, details)."}}
+_LIMITED = {429: {"description": "Too many challenges for this cameo or account in the last hour; `Retry-After` "
+                                 "says when the next one can be issued."}}
 
 
 class CameoCreate(BaseModel):
@@ -39,11 +42,20 @@ def _rejected(exc: RegistrationRejected) -> ApiProblem:
                       failures=[failure.as_dict() for failure in exc.failures])
 
 
-@router.post("", status_code=201, response_model=Registration)
+def _limited(exc: TooManyChallenges) -> ApiProblem:
+    return ApiProblem(429, exc.code, exc.message, hint=exc.hint, headers={"Retry-After": str(exc.retry_after)},
+                      retry_after=exc.retry_after)
+
+
+@router.post("", status_code=201, response_model=Registration, responses=_LIMITED)
 def register(body: CameoCreate, hm: HallmarkDep, account: AccountDep) -> Registration:
     """Start a registration: the cameo is `pending` until a video answering the returned challenge (a random order
-    of head movements, valid a few minutes, answerable once) is verified."""
-    cameo, challenge = service.start_registration(hm, account, body.handle, body.visibility)
+    of head movements, valid a few minutes, answerable once) is verified. An account gets a limited number of
+    challenges an hour (registrations included)."""
+    try:
+        cameo, challenge = service.start_registration(hm, account, body.handle, body.visibility)
+    except TooManyChallenges as exc:
+        raise _limited(exc) from exc
     return Registration(cameo=cameo, challenge=challenge)
 
 
@@ -58,10 +70,14 @@ def get_cameo(cameo_id: str, hm: HallmarkDep, account: AccountDep) -> CameoView:
     return service.get_cameo(hm, account, cameo_id)
 
 
-@router.post("/{cameo_id}/challenge", status_code=201, response_model=ChallengeView)
+@router.post("/{cameo_id}/challenge", status_code=201, response_model=ChallengeView, responses=_LIMITED)
 def new_challenge(cameo_id: str, hm: HallmarkDep, account: AccountDep) -> ChallengeView:
-    """A fresh challenge for a pending cameo (each challenge allows one upload; older ones stop being valid)."""
-    return service.reissue_challenge(hm, account, cameo_id)
+    """A fresh challenge for a pending cameo (each challenge allows one upload; older ones stop being valid).
+    Limited per cameo and per account per hour: 429 with Retry-After beyond."""
+    try:
+        return service.reissue_challenge(hm, account, cameo_id)
+    except TooManyChallenges as exc:
+        raise _limited(exc) from exc
 
 
 @router.post(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
 from api import generation as pipeline
@@ -14,6 +15,7 @@ from api.schemas import GenerationCreate, GenerationView
 from registry import Account, Generation, Generations, Role, Status
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
+MAX_LIST = 500  # generations per listing
 
 
 def _visible_to(account: Account, generation: Generation) -> bool:
@@ -52,10 +54,12 @@ def create_generation(body: GenerationCreate, request: Request, hm: HallmarkDep,
 
 
 @router.get("", response_model=list[GenerationView])
-def list_generations(hm: HallmarkDep, account: AccountDep, limit: int = 50) -> list[GenerationView]:
+def list_generations(hm: HallmarkDep, account: AccountDep,
+                     limit: Annotated[int, Query(ge=1, le=MAX_LIST, description="How many (newest first).")] = 50,
+                     ) -> list[GenerationView]:
     """Your most recent generations, newest first."""
     with hm.db.session() as session:
-        return [GenerationView.of(g) for g in Generations(session).for_requester(account.id, min(limit, 500))]
+        return [GenerationView.of(g) for g in Generations(session).for_requester(account.id, limit)]
 
 
 @router.get("/{generation_id}", response_model=GenerationView)

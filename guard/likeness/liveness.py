@@ -43,11 +43,27 @@ INSTRUCTIONS = {
 }
 
 
+HORIZONTAL = frozenset({Move.turn_left, Move.turn_right})
+VERTICAL = frozenset({Move.look_up, Move.look_down})
+
+
 def new_challenge(allowed: list[Move], length: int) -> list[Move]:
     """A random sequence of `length` moves from `allowed`, never the same move twice in a row (a repeat would read
-    as one long move). Uses the `secrets` generator: the order must not be predictable."""
+    as one long move). Uses the `secrets` generator: the order must not be predictable.
+
+    When `allowed` has both turns and tilts and the challenge is at least two moves long, every challenge has at
+    least one of each: public footage of a person often shows them turning their head, far more rarely turning and
+    nodding in a given order, so a challenge of turns only is the one to splice an answer for."""
     if len(set(allowed)) < 2 or length < 1:
         raise ValueError("a challenge needs at least two kinds of move and one move")
+    axes = [axis for axis in (HORIZONTAL, VERTICAL) if axis & set(allowed)]
+    while True:  # rejection sampling keeps every admissible sequence equally likely
+        moves = _draw(allowed, length)
+        if length < 2 or all(axis & set(moves) for axis in axes):
+            return moves
+
+
+def _draw(allowed: list[Move], length: int) -> list[Move]:
     moves: list[Move] = []
     for _ in range(length):
         choices = [move for move in dict.fromkeys(allowed) if not moves or move != moves[-1]]
