@@ -31,7 +31,8 @@ from registry.audit.checkpoint import (
 from registry.audit.export import ExportError, write_export
 from registry.audit.leaf import decode_leaf
 from registry.audit.tables import AuditCheckpoint, AuditEntry, AuditPending
-from registry.audit.tree import LoggedEntry
+from registry.audit.tree import AuditIntegrityError, DatabaseReport, LoggedEntry
+from registry.cameos import Cameo
 
 log = logging.getLogger("hallmark.audit")
 
@@ -79,14 +80,25 @@ def public_key(hm: Hallmark) -> bytes:
     return public_key_bytes(signing_key(hm))
 
 
+def state_file(hm: Hallmark) -> Path:
+    """The last checkpoint the log signed, kept beside the log key (outside the database): see registry.audit.state."""
+    return hm.paths.log_key.with_name("log.state")
+
+
 def checkpoint(hm: Hallmark) -> AuditCheckpoint:
-    """A signed checkpoint of the whole log now (a new one only if the log grew since the last)."""
+    """A signed checkpoint of the whole log now (a new one only if the log grew since the last). Refused with
+    AuditIntegrityError when the log does not extend the last checkpoint it signed."""
     key = signing_key(hm)
 
     def sign(cp: Checkpoint) -> str:
         return sign_checkpoint(cp, key)
 
-    return tree(hm).checkpoint(hm.settings.audit_origin, sign, public_key_bytes(key))
+    return tree(hm).checkpoint(hm.settings.audit_origin, sign, public_key_bytes(key), state_file=state_file(hm))
+
+
+def verify_database(hm: Hallmark) -> DatabaseReport:
+    """The stored log checked in place (entries -> nodes -> head -> every signed root); nothing is signed."""
+    return tree(hm).verify_database(hm.settings.audit_origin, public_key(hm), state_file(hm))
 
 
 def verifier_key_string(hm: Hallmark) -> str:
@@ -130,7 +142,10 @@ def inclusion(hm: Hallmark, index: int, size: int | None) -> dict[str, Any]:
     size = signed.size if signed is not None else size
     log_tree = tree(hm)
     proof = log_tree.inclusion_proof(index, size)
-    leaf = log_tree.entries(index, index + 1)[0]
+    found = log_tree.entries(index, index + 1)
+    if not found:  # the tree has the entry's node, the table not the entry
+        raise AuditIntegrityError(f"Entry {index} is in the audit tree but missing from the stored entries.")
+    leaf = found[0]
     return {"index": index, "size": size, "leaf_b64": base64.b64encode(leaf.leaf).decode(),
             "leaf_hash_b64": base64.b64encode(leaf.leaf_hash).decode(), "hashes_b64": _b64(proof),
             "root_hash_b64": base64.b64encode(log_tree.root(size)).decode(),
@@ -162,10 +177,18 @@ def export(hm: Hallmark, directory: Path, *, include_personal: bool = True,
     log_tree = tree(hm)
 
     def lines():  # type: ignore[no-untyped-def]
+        expected = 0
         for entry in log_tree.iter_entries(0, signed.size):
+            if entry.index != expected:  # the database lost rows: not the caller's input, the log's integrity
+                raise AuditIntegrityError(f"The audit log has no stored entry {expected} (the next stored one is "
+                                          f"{entry.index}), although its signed checkpoint covers it.")
             if on_entry is not None:
                 on_entry(entry.index)
             yield entry.index, entry.leaf, entry.personal if include_personal else None
+            expected += 1
+        if expected != signed.size:
+            raise AuditIntegrityError(f"The audit log's stored entries end at {expected}; its signed checkpoint "
+                                      f"covers {signed.size}.")
 
     try:
         count = write_export(directory, note=signed.note, origin=hm.settings.audit_origin,
@@ -199,20 +222,18 @@ def report(hm: Hallmark, start: datetime, end: datetime) -> dict[str, Any]:
     """Counts for a reporting period [start, end): by event, decision, reason and policy version."""
     start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)  # the log stores UTC
     if end <= start:
-        raise InvalidInput(f"The period is empty: --to ({end.isoformat()}) is not after --from "
-                           f"({start.isoformat()}).")
+        raise InvalidInput(f"The period is empty: its end ({end.isoformat()}) is not after its start "
+                           f"({start.isoformat()}).", hint="Give an end (to) after the start (from).")
     signed = checkpoint(hm)
     by_event: Counter[str] = Counter()
     decisions: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     policies: defaultdict[str, Counter[str]] = defaultdict(Counter)
     first = last = None
-    for index, leaf in tree(hm).entries_between(start, end):
-        if index >= signed.size:
-            break
-        event = decode_leaf(leaf)
-        first = index if first is None else first
-        last = index
+    for entry in tree(hm).entries_between(start, end, size=signed.size):  # checked against the signed tree
+        event = entry.event
+        first = entry.index if first is None else first
+        last = entry.index
         by_event[event["kind"]] += 1
         data = event["data"]
         decision = DECISIONS.get(event["kind"])
@@ -237,8 +258,9 @@ def report(hm: Hallmark, start: datetime, end: datetime) -> dict[str, Any]:
 # --- erasure ----------------------------------------------------------------------------------------------------
 def erase(hm: Hallmark, indexes: list[int], *, subject: str | None = None, reason: str | None = None,
           actor_id: str | None = None) -> dict[int, list[str]]:
-    """Erase the personal data of these entries (and of every entry about or by `subject`); each erasure is
-    itself logged. Returns {index: erased fields} ({} fields when there was nothing left to erase)."""
+    """Erase the personal data of these entries (and of every entry about or by `subject`, and, when `subject` is
+    an account, about its cameos: their handles and verification evidence are the account holder's data too); each
+    erasure is itself logged. Returns {index: erased fields} ({} fields when there was nothing left to erase)."""
     if not indexes and subject is None:
         raise InvalidInput("Name the entries to erase, or --subject.", hint="hallmark audit erase 12 13")
     log_tree = tree(hm)
@@ -246,7 +268,9 @@ def erase(hm: Hallmark, indexes: list[int], *, subject: str | None = None, reaso
     erased: dict[int, list[str]] = {}
     with hm.db.session() as session:
         audit = AuditLog(session)
-        targets = list(dict.fromkeys([*indexes, *(audit.erasable(subject) if subject else [])]))
+        subjects = [] if subject is None else [subject, *session.exec(  # deleted cameos keep their owner
+            select(Cameo.id).where(Cameo.owner_id == subject).order_by(Cameo.id)).all()]
+        targets = list(dict.fromkeys([*indexes, *audit.erasable(subjects)]))
         for index in targets:
             erased[index] = audit.erase(index, actor_id=actor_id, reason=reason)
     log_tree.scrub()

@@ -1,21 +1,39 @@
 """`hallmark audit checkpoint|export|verify|report|erase`.
 
-`verify` reads only the export directory (and, if given, a key and earlier checkpoints): no database, no settings,
-so an auditor runs it on their own machine."""
+`verify DIR` reads only the export directory (and, if given, a key and earlier checkpoints): no database, no
+settings, so an auditor runs it on their own machine. `verify --database` is the operator's check of the stored log.
+
+Exit codes beyond the common ones: 4 when the stored log contradicts itself or what it signed (an integrity failure:
+nothing is signed or exported), 5 when an export is consistent but was checked only with the key it carries."""
 
 from __future__ import annotations
 
 import base64
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
 
 from api.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, hallmark, out, print_json
+from registry.audit.tree import AuditIntegrityError
+
+EXIT_INTEGRITY = 4  # the stored audit log was changed outside Hallmark: investigate, restore from a backup
+EXIT_UNAUTHENTICATED = 5  # `verify` without --key: the export agrees with itself, but nothing says who signed it
 
 app = typer.Typer(help="The audit log: signed checkpoints, export, offline verification, reports, erasure.",
                   no_args_is_help=True)
+
+
+@contextmanager
+def _integrity() -> Iterator[None]:
+    """An integrity failure of the stored log gets its own exit code, apart from bad input and failed runs."""
+    try:
+        yield
+    except AuditIntegrityError as exc:
+        fail(f"audit log integrity failure: {exc.message}", hint=exc.hint, code=EXIT_INTEGRITY)
 
 
 @app.command("checkpoint")
@@ -30,7 +48,8 @@ def checkpoint_command(
         if key:
             sys.stdout.write(audit.verifier_key_string(hm) + "\n")
             return
-        signed = audit.checkpoint(hm)
+        with _integrity():
+            signed = audit.checkpoint(hm)
     finally:
         hm.close()
     sys.stdout.write(signed.note)  # byte for byte: it is a signed document
@@ -58,7 +77,8 @@ def export_command(
                 if index % 1000 == 0:
                     progress.update(task, completed=index)
 
-            result = audit.export(hm, directory, include_personal=not without_personal, on_entry=advance)
+            with _integrity():
+                result = audit.export(hm, directory, include_personal=not without_personal, on_entry=advance)
     finally:
         hm.close()
     summary = {"directory": str(result.directory), "entries": result.entries, "size": result.checkpoint.size,
@@ -72,46 +92,119 @@ def export_command(
 
 @app.command("verify")
 def verify_command(
-    directory: Path = typer.Argument(..., help="A directory written by `hallmark audit export`."),
-    key: Path | None = typer.Option(None, "--key", help="The log's public key (32 raw bytes) as the operator "
-                                    "published it; default: log.pub in the export (checks self-consistency only)."),
+    directory: Path | None = typer.Argument(None, help="A directory written by `hallmark audit export`."),
+    key: str | None = typer.Option(None, "--key", help="The log's public key as the operator published it: a file "
+                                   "holding 32 raw bytes (log.pub) or the verifier key string (log.vkey, `hallmark "
+                                   "audit checkpoint --key`), or that string itself. Without it the export is "
+                                   f"checked against its own log.pub only, and the exit status is "
+                                   f"{EXIT_UNAUTHENTICATED}."),
     origin: str | None = typer.Option(None, "--origin", help="The log's expected origin (key name)."),
     earlier: list[Path] = typer.Option([], "--checkpoint", help="A checkpoint you saved earlier: the export must "
                                        "extend it (repeatable)."),
+    database: bool = typer.Option(False, "--database", help="Instead of an export, check this service's stored log "
+                                  "in place: entries -> tree -> head, and every checkpoint it signed."),
     json_output: bool = typer.Option(False, "--json"),
 ) -> None:
     """Check an export offline: leaves -> RFC 6962 root -> signed checkpoint. Exits 1 naming the bad entry."""
-    from registry.audit.export import ExportError, verify_export
-
-    try:
-        public_key = key.read_bytes() if key is not None else None
-        earlier_notes = [path.read_text(encoding="utf-8") for path in earlier]
-        report = verify_export(directory, public_key=public_key, origin=origin, earlier=earlier_notes)
-    except (ExportError, OSError, UnicodeDecodeError) as exc:
-        fail(str(exc), hint="Give the directory `hallmark audit export` wrote, and the log's public key.",
-             code=EXIT_BAD_INPUT)
+    if database:
+        if directory is not None:
+            fail("Give an export directory or --database, not both.", hint="hallmark audit verify --database")
+        _verify_database(json_output)
+        return
+    if directory is None:
+        fail("Give the directory `hallmark audit export` wrote (or --database to check the stored log).",
+             hint="hallmark audit verify ./audit-export --key log.vkey")
+    report = _verify_export(directory, key, origin, earlier)
     if json_output:
         print_json(report.as_dict())
     else:
-        cp = report.checkpoint
-        if cp is not None:
-            out.print(f"checkpoint  {cp.origin}  size {cp.size}  root {base64.b64encode(cp.root_hash).decode()}"
-                      f"  key {report.key_id}", markup=False)
-            if key is None:
-                out.print("  [dim]key: log.pub from the export itself; pass --key with the operator's published "
-                          "key to check who signed it[/]")
-        out.print(f"entries     {report.entries}  (personal fields present {report.personal_revealed}, erased "
-                  f"{report.personal_erased})")
-        for size in report.earlier_checkpoints:
-            out.print(f"earlier     checkpoint of size {size} is a prefix of this log")
+        _print_export_report(report)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+    if not report.authenticated:
+        raise typer.Exit(EXIT_UNAUTHENTICATED)
+
+
+def _read_given_key(key: str) -> bytes:
+    """--key: a file (log.pub or log.vkey), or the verifier key string itself."""
+    path = Path(key)
+    if path.is_file():
+        return path.read_bytes()
+    if key.count("+") == 2 and not path.exists():
+        return key.encode()
+    fail(f"--key {key}: no such file.", hint="Pass log.pub or log.vkey as the operator published it.")
+
+
+def _read_earlier(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "not a text file" if isinstance(exc, UnicodeDecodeError) else (exc.strerror or str(exc))
+        fail(f"--checkpoint {path}: cannot be read as a saved checkpoint ({reason}).",
+             hint="Pass a file saved from `hallmark audit checkpoint` or GET /v1/audit/checkpoint.")
+
+
+def _verify_export(directory: Path, key: str | None, origin: str | None, earlier: list[Path]):  # type: ignore[no-untyped-def]
+    from registry.audit.export import ExportError, verify_export
+
+    public_key = _read_given_key(key) if key is not None else None
+    earlier_notes = [_read_earlier(path) for path in earlier]
+    try:
+        return verify_export(directory, public_key=public_key, origin=origin, earlier=earlier_notes)
+    except (ExportError, OSError, UnicodeDecodeError) as exc:
+        fail(str(exc), hint="Give the directory `hallmark audit export` wrote, and the log's public key.",
+             code=EXIT_BAD_INPUT)
+
+
+def _print_export_report(report) -> None:  # type: ignore[no-untyped-def]
+    cp = report.checkpoint
+    if cp is not None:
+        out.print(f"checkpoint  {cp.origin}  size {cp.size}  root {base64.b64encode(cp.root_hash).decode()}"
+                  f"  key {report.key_id}", markup=False)
+    out.print(f"entries     {report.entries}  (personal fields present {report.personal_revealed}, erased "
+              f"{report.personal_erased})")
+    for size in report.earlier_checkpoints:
+        out.print(f"earlier     checkpoint of size {size} is a prefix of this log")
+    for problem in report.problems:
+        err.print(f"[bold red]FAIL[/] {problem}", markup=True, highlight=False)
+    if report.more_problems:
+        err.print(f"... and {report.more_problems} more problem(s)")
+    if not report.ok:
+        out.print("[bold red]FAILED[/]: the export does not match the signed checkpoint")
+    elif not report.authenticated:
+        out.print("[bold yellow]NOT AUTHENTICATED[/]: the export is consistent with the key it carries, which "
+                  "anyone can make; pass --key with the operator's published log.pub or log.vkey to check who "
+                  "signed it")
+    else:
+        out.print("[bold green]OK[/]: every entry is in the signed log, unchanged and in order")
+
+
+def _verify_database(json_output: bool) -> None:
+    from api import audit
+
+    hm = hallmark()
+    try:
+        with _integrity():
+            report = audit.verify_database(hm)
+    finally:
+        hm.close()
+    root = base64.b64encode(report.root_hash).decode()
+    if json_output:
+        print_json({"ok": report.ok, "size": report.size, "root_hash": root, "signed_sizes": report.signed_sizes,
+                    "problems": report.problems, "more_problems": report.more_problems})
+    else:
+        out.print(f"database    size {report.size}  root {root}", markup=False)
+        out.print(f"signed      {len(report.signed_sizes)} checkpoint(s) the entries hash to"
+                  + (f" (sizes {report.signed_sizes[0]}..{report.signed_sizes[-1]})" if report.signed_sizes else ""))
         for problem in report.problems:
             err.print(f"[bold red]FAIL[/] {problem}", markup=True, highlight=False)
         if report.more_problems:
             err.print(f"... and {report.more_problems} more problem(s)")
-        out.print("[bold green]OK[/]: every entry is in the signed log, unchanged and in order" if report.ok
-                  else "[bold red]FAILED[/]: the export does not match the signed checkpoint")
+        out.print("[bold green]OK[/]: the stored entries, tree and head agree with every checkpoint the log signed"
+                  if report.ok else "[bold red]FAILED[/]: the stored log was changed outside Hallmark; restore it "
+                  "from a backup and investigate")
     if not report.ok:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(EXIT_INTEGRITY)
 
 
 @app.command("report")
@@ -127,7 +220,8 @@ def report_command(
     finish = audit.period_bound(end, end=True) or datetime.now(timezone.utc)
     hm = hallmark()
     try:
-        result = audit.report(hm, begin, finish)
+        with _integrity():
+            result = audit.report(hm, begin, finish)
     finally:
         hm.close()
     if json_output:
@@ -164,7 +258,8 @@ def erase_command(
 
     hm = hallmark()
     try:
-        erased = audit.erase(hm, list(events or []), subject=subject, reason=reason)
+        with _integrity():
+            erased = audit.erase(hm, list(events or []), subject=subject, reason=reason)
     finally:
         hm.close()
     if json_output:

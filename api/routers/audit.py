@@ -14,9 +14,16 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import PlainTextResponse
 
 from api import audit
-from api.deps import AccountDep, HallmarkDep
+from api.deps import AccountDep, HallmarkDep, flush_rejected_generations
 from api.problems import ApiProblem
 from registry import Account, Role
+from registry.audit.tree import MAX_TREE_SIZE
+
+# Indexes and sizes beyond any log are refused as bad input (422) before they reach the database.
+Index = Annotated[int, Query(ge=0, le=MAX_TREE_SIZE)]
+Size = Annotated[int, Query(ge=1, le=MAX_TREE_SIZE)]
+OptionalIndex = Annotated[int | None, Query(ge=0, le=MAX_TREE_SIZE)]
+OptionalSize = Annotated[int | None, Query(ge=1, le=MAX_TREE_SIZE)]
 
 
 def auditor_account(account: AccountDep) -> Account:
@@ -31,7 +38,8 @@ AuditorDep = Annotated[Account, Depends(auditor_account)]
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Periodic checkpoints while the server runs (HALLMARK_AUDIT_CHECKPOINT_SECONDS; 0 turns them off)."""
+    """Periodic checkpoints while the server runs (HALLMARK_AUDIT_CHECKPOINT_SECONDS; 0 turns them off); at the end
+    the counts of rate-limited generation requests not yet logged are logged."""
     hm = app.state.hallmark
     checkpointer = audit.Checkpointer(hm, hm.settings.audit_checkpoint_seconds)
     checkpointer.start()
@@ -39,6 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         checkpointer.stop()
+        flush_rejected_generations(app)
 
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], lifespan=lifespan)
@@ -53,22 +62,19 @@ def get_checkpoint(hm: HallmarkDep, _: AuditorDep) -> PlainTextResponse:
 
 
 @router.get("/entries")
-def get_entries(hm: HallmarkDep, _: AuditorDep, start: Annotated[int, Query(ge=0)] = 0,
-                end: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+def get_entries(hm: HallmarkDep, _: AuditorDep, start: Index = 0, end: OptionalIndex = None) -> dict[str, Any]:
     """Entries [start, end) (at most 1000): exact leaf bytes, the decoded event, and personal data not erased."""
     return audit.entries(hm, start, end)
 
 
 @router.get("/proof/inclusion")
-def get_inclusion(hm: HallmarkDep, _: AuditorDep, index: Annotated[int, Query(ge=0)],
-                  size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+def get_inclusion(hm: HallmarkDep, _: AuditorDep, index: Index, size: OptionalSize = None) -> dict[str, Any]:
     """RFC 9162 §2.1.3 inclusion proof of entry `index` in the tree of `size` entries."""
     return audit.inclusion(hm, index, size)
 
 
 @router.get("/proof/consistency")
-def get_consistency(hm: HallmarkDep, _: AuditorDep, old: Annotated[int, Query(ge=1)],
-                    new: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+def get_consistency(hm: HallmarkDep, _: AuditorDep, old: Size, new: OptionalSize = None) -> dict[str, Any]:
     """RFC 9162 §2.1.4 consistency proof that the tree of `old` entries is a prefix of the one of `new`."""
     return audit.consistency(hm, old, new)
 

@@ -87,6 +87,24 @@ def verifier_key(name: str, public_key: bytes) -> str:
     return f"{check_name(name)}+{key_id(name, public_key).hex()}+{encoded}"
 
 
+def parse_verifier_key(text: str) -> tuple[str, bytes]:
+    """(name, 32-byte public key) of a `name+hex(id)+base64(0x01 || key)` verifier key string, its key ID checked."""
+    parts = text.strip().split("+")
+    if len(parts) != 3:
+        raise CheckpointError("a verifier key is name+keyid+base64key")
+    name, hex_id, encoded = parts
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+        wanted = bytes.fromhex(hex_id)
+    except (binascii.Error, ValueError) as exc:
+        raise CheckpointError("the verifier key's key ID is not hex or its key is not base64") from exc
+    if len(blob) != 33 or blob[0] != ED25519:
+        raise CheckpointError("the verifier key is not an Ed25519 (type 0x01) key")
+    if key_id(check_name(name), blob[1:]) != wanted:
+        raise CheckpointError("the verifier key's key ID does not match its name and key")
+    return name, blob[1:]
+
+
 def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
     check_name(name)
     if not text.endswith("\n") or any(ord(c) < 0x20 and c != "\n" for c in text):

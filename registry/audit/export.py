@@ -20,12 +20,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from registry.audit.checkpoint import Checkpoint, CheckpointError, key_id, open_checkpoint, verifier_key
+from registry.audit.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    key_id,
+    open_checkpoint,
+    parse_verifier_key,
+    verifier_key,
+)
 from registry.audit.leaf import LeafError, commitment, decode_leaf
 from registry.audit.merkle import HASH_SIZE, Frontier, leaf_hash, root_of
 
@@ -50,33 +59,51 @@ def entry_line(index: int, leaf: bytes, personal: dict[str, Any] | None) -> str:
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def _private(path: Path, mode: str) -> Any:
+    """Open a new file only its owner can read: an export holds prompts, names and consent evidence."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), mode,
+                     **({"encoding": "utf-8"} if "b" not in mode else {}))
+
+
 def write_export(directory: Path, *, note: str, origin: str, public_key: bytes,
                  entries: Iterable[tuple[int, bytes, dict[str, Any] | None]], leaf_hashes: Iterable[bytes]) -> int:
-    """Write an export into `directory` (new or empty). Files are written under temporary names and renamed at
-    the end, so a failed export leaves no file that looks complete. Returns the number of entries."""
+    """Write an export into `directory` (new or empty; a new one is made 0700, the files 0600). Files are written
+    under temporary names and renamed at the end, so a failed export leaves no file that looks complete; a
+    directory it made is removed again. Returns the number of entries."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ExportError(f"{directory} exists and is not an empty directory.")
-    directory.mkdir(parents=True, exist_ok=True)
+    created = not directory.exists()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = {name: directory / f".{name}.partial" for name in (ENTRIES, LEAF_HASHES)}
+    finished = False
     try:
         count = 0
-        with partial[ENTRIES].open("w", encoding="utf-8") as handle:
+        with _private(partial[ENTRIES], "w") as handle:
             for index, leaf, personal in entries:
                 if index != count:
                     raise ExportError(f"the log returned entry {index} where entry {count} belongs")
                 handle.write(entry_line(index, leaf, personal))
                 count += 1
-        with partial[LEAF_HASHES].open("wb") as handle:
+        with _private(partial[LEAF_HASHES], "wb") as handle:
             for value in leaf_hashes:
                 handle.write(value)
         for name, path in partial.items():
             path.replace(directory / name)
-        (directory / PUBLIC_KEY).write_bytes(public_key)
-        (directory / VERIFIER_KEY).write_text(verifier_key(origin, public_key) + "\n")
-        (directory / CHECKPOINT).write_text(note, encoding="utf-8")  # last: its presence marks a whole export
+        with _private(directory / PUBLIC_KEY, "wb") as handle:
+            handle.write(public_key)
+        with _private(directory / VERIFIER_KEY, "w") as handle:
+            handle.write(verifier_key(origin, public_key) + "\n")
+        with _private(directory / CHECKPOINT, "w") as handle:  # last: its presence marks a whole export
+            handle.write(note)
+        finished = True
     finally:
         for path in partial.values():
             path.unlink(missing_ok=True)
+        if not finished:  # nothing that looks like an export, or a directory the caller did not have, is left
+            for name in (ENTRIES, LEAF_HASHES, PUBLIC_KEY, VERIFIER_KEY, CHECKPOINT):
+                (directory / name).unlink(missing_ok=True)
+            if created:
+                shutil.rmtree(directory, ignore_errors=True)
     return count
 
 
@@ -94,6 +121,9 @@ class Problem:
 class ExportReport:
     checkpoint: Checkpoint | None = None
     key_id: str | None = None
+    # "given": the key the verifier passed (the operator's published key), so the verdict says who signed;
+    # "export": log.pub from the export itself, which proves only that the export is consistent with itself
+    key_source: str = "export"
     entries: int = 0
     personal_revealed: int = 0
     personal_erased: int = 0
@@ -105,10 +135,16 @@ class ExportReport:
     def ok(self) -> bool:
         return not self.problems and self.checkpoint is not None
 
+    @property
+    def authenticated(self) -> bool:
+        return self.ok and self.key_source == "given"
+
     def as_dict(self) -> dict[str, Any]:
         cp = self.checkpoint
         return {
             "ok": self.ok,
+            "authenticated": self.authenticated,
+            "key_source": self.key_source,
             "origin": cp.origin if cp else None,
             "size": cp.size if cp else None,
             "root_hash": base64.b64encode(cp.root_hash).decode() if cp else None,
@@ -152,15 +188,27 @@ class _Verifier:
             self.report.more_problems += 1
 
 
-def _read_key(directory: Path, public_key: bytes | None) -> bytes:
+def read_public_key(blob: bytes) -> tuple[bytes, str | None]:
+    """(32-byte key, origin or None) from a key as published: 32 raw bytes (log.pub), or the signed-note verifier
+    key string (log.vkey, `hallmark audit checkpoint --key`), which also names the log."""
+    if len(blob) == 32:
+        return blob, None
+    try:
+        name, key = parse_verifier_key(blob.decode("ascii"))
+    except (UnicodeDecodeError, CheckpointError) as exc:
+        detail = exc if isinstance(exc, CheckpointError) else "not text"
+        raise ExportError(f"the log public key is neither 32 raw bytes (log.pub) nor a verifier key string "
+                          f"(log.vkey): {detail}") from exc
+    return key, name
+
+
+def _read_key(directory: Path, public_key: bytes | None) -> tuple[bytes, str | None]:
     if public_key is None:
         path = directory / PUBLIC_KEY
         if not path.is_file():
             raise ExportError(f"{path} is missing; pass the log's public key.")
         public_key = path.read_bytes()
-    if len(public_key) != 32:
-        raise ExportError(f"the log public key is {len(public_key)} bytes; an Ed25519 key is 32 raw bytes.")
-    return public_key
+    return read_public_key(public_key)
 
 
 def _reference_hashes(directory: Path, checkpoint: Checkpoint, check: _Verifier) -> list[bytes] | None:
@@ -180,9 +228,15 @@ def verify_export(directory: Path, *, public_key: bytes | None = None, origin: s
                   earlier: Iterable[str] = (), max_problems: int = 20) -> ExportReport:
     """Check an export against its signed checkpoint (and any earlier checkpoints the auditor kept). Problems
     name the line and entry; the verdict is `report.ok`."""
-    report = ExportReport()
+    report = ExportReport(key_source="export" if public_key is None else "given")
     check = _Verifier(report, max_problems)
-    key = _read_key(directory, public_key)
+    if not directory.is_dir():
+        raise ExportError(f"{directory}: no such directory." if not directory.exists()
+                          else f"{directory} is not a directory.")
+    key, named = _read_key(directory, public_key)
+    if named is not None and origin is not None and named != origin:
+        raise ExportError(f"the verifier key is for log {named!r}, not {origin!r}")
+    origin = origin or named
     note_path, entries_path = directory / CHECKPOINT, directory / ENTRIES
     if not note_path.is_file() or not entries_path.is_file():
         raise ExportError(f"{directory} is not an audit export (it needs {CHECKPOINT} and {ENTRIES}).")

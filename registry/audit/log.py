@@ -18,14 +18,16 @@ from enum import Enum
 from pathlib import PurePath
 from typing import Any
 
+from sqlalchemy import LargeBinary, func, literal, null, or_, text, union_all
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert, null, or_, text, union_all
+from sqlalchemy import insert
 from sqlalchemy.orm import Session as SASession
 from sqlmodel import Session, col, select
 
 from registry.audit.leaf import (
     LeafError,
     assemble_leaf,
+    canonical,
     commitment,
     decode_leaf,
     is_simple,
@@ -33,7 +35,7 @@ from registry.audit.leaf import (
     new_salt,
 )
 from registry.audit.tables import AuditEntry, AuditPending, AuditPersonal
-from registry.audit.tree import request_integration
+from registry.audit.tree import AuditIntegrityError, column_mismatch, request_integration
 from registry.clock import as_utc, utcnow
 from registry.errors import NotFound, RegistryError
 
@@ -104,6 +106,34 @@ def _plain(value: Any) -> Any:
         raise InvalidAuditEvent(f"The audit event data cannot be logged exactly: {exc}") from exc
 
 
+def _naming(subjects: list[str], dialect: str) -> Any:
+    """Entries about or by any of `subjects`, found by their columns *or* by their leaves: an entry whose subject or
+    actor column was changed by hand is still found (and then refused by _check_columns), not silently left out."""
+    conditions = [col(AuditEntry.subject).in_(subjects), col(AuditEntry.actor_id).in_(subjects)]
+    for subject in subjects:
+        for member in (b'"subject":', b'"actor":'):  # the leaf is canonical JSON: exactly these bytes
+            needle = member + canonical(subject)
+            leaf = col(AuditEntry.leaf)
+            if dialect == "sqlite":  # SQLite's LIKE does not match inside a BLOB; instr() compares its bytes
+                conditions.append(func.instr(leaf, literal(needle, LargeBinary)) > 0)
+            else:  # PostgreSQL's bytea LIKE, whose escape character is \\ by default
+                escaped = needle.replace(b"\\", b"\\\\").replace(b"%", b"\\%").replace(b"_", b"\\_")
+                conditions.append(leaf.like(literal(b"%" + escaped + b"%", LargeBinary)))
+    return or_(*conditions)
+
+
+def _check_columns(index: int, at: datetime, leaf: bytes, row: Any) -> dict[str, Any]:
+    """The entry's decoded leaf, if its queryable columns agree with it; else AuditIntegrityError."""
+    try:
+        event = decode_leaf(leaf)
+    except LeafError as exc:
+        raise AuditIntegrityError(f"Audit entry {index} is not a valid leaf: {exc}.") from exc
+    mismatch = column_mismatch(index, at, row.kind, row.actor_id, row.subject, event)
+    if mismatch is not None:
+        raise AuditIntegrityError(f"The audit log's stored entries do not match their leaves: {mismatch}.")
+    return event
+
+
 def _exactly(encode: Any, *args: Any, **kwargs: Any) -> Any:
     """Canonical encoding fails now, in the caller's transaction, for what JSON cannot carry exactly (NaN,
     integers beyond 2**53), rather than later in the integrator."""
@@ -145,23 +175,30 @@ class AuditLog:
         self._integrate_after_commit()
         return event
 
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
     def _integrate_after_commit(self) -> None:
         self.session.info[_STAGED] = True  # read by _after_commit below
 
     # --- reading ----------------------------------------------------------------------------------------------
     def for_subject(self, subject: str) -> list[AuditEvent]:
-        """Every event about `subject` (or by it, as actor), sequenced ones first in log order, then waiting ones."""
+        """Every event about `subject` (or by it, as actor), sequenced ones first in log order, then waiting ones.
+        Sequenced entries are found by their leaves too, and refused (AuditIntegrityError) if their columns were
+        changed, so an entry cannot be hidden from this list by editing its row."""
         # One statement, so one snapshot. The integrator moves events from audit_pending to audit_entries in its own
         # transactions, and two SELECTs each saw their own snapshot (PostgreSQL's READ COMMITTED; SQLite's driver
         # opens no transaction for reads), so an event sequenced between them was in neither answer: seen in CI as
         # a cameo's missing `cameo.verified` (tests/test_audit.py sequences one exactly there).
-        entries = (select(AuditEntry.leaf_index, AuditEntry.at, AuditEntry.leaf,
+        entries = (select(AuditEntry.leaf_index, AuditEntry.at, AuditEntry.kind, AuditEntry.actor_id,
+                          AuditEntry.subject, AuditEntry.leaf,
                           AuditPersonal.fields.label("personal"),  # type: ignore[attr-defined]
                           null().label("pending_id"), null().label("leaf_head"), null().label("leaf_tail"))
                    .join(AuditPersonal, col(AuditPersonal.leaf_index) == col(AuditEntry.leaf_index), isouter=True)
-                   .where(or_(col(AuditEntry.subject) == subject, col(AuditEntry.actor_id) == subject)))
-        pending = (select(null(), AuditPending.at, null(), AuditPending.personal, AuditPending.id,
-                          AuditPending.leaf_head, AuditPending.leaf_tail)
+                   .where(_naming([subject], self._dialect())))
+        pending = (select(null(), AuditPending.at, AuditPending.kind, AuditPending.actor_id, AuditPending.subject,
+                          null(), AuditPending.personal, AuditPending.id, AuditPending.leaf_head,
+                          AuditPending.leaf_tail)
                    .where(or_(col(AuditPending.subject) == subject, col(AuditPending.actor_id) == subject)))
         both = union_all(entries, pending).subquery()
         rows = self.session.exec(
@@ -169,8 +206,12 @@ class AuditLog:
         events = []
         for row in rows:
             sequenced = row.pending_id is None
-            leaf = (bytes(row.leaf) if sequenced else assemble_leaf(row.leaf_head, 0, row.leaf_tail))
-            event = decode_leaf(leaf)
+            if sequenced:
+                event = _check_columns(int(row.leaf_index), row.at, bytes(row.leaf), row)
+                if subject not in (event["subject"], event["actor"]):
+                    continue  # the bytes matched inside the event's data, not as its subject or actor
+            else:
+                event = decode_leaf(assemble_leaf(row.leaf_head, 0, row.leaf_tail))
             values = {name: field["value"] for name, field in (row.personal or {}).items()} or None
             events.append(AuditEvent(row.leaf_index if sequenced else None, as_utc(row.at), event["kind"],
                                      event["actor"], event["subject"], event["data"], values))
@@ -195,13 +236,24 @@ class AuditLog:
                     reason=reason)
         return fields
 
-    def erasable(self, subject: str) -> list[int]:
-        """Indexes of entries about or by `subject` that still hold personal data."""
-        return list(self.session.exec(
-            select(AuditEntry.leaf_index)
+    def erasable(self, subjects: str | list[str]) -> list[int]:
+        """Indexes of entries about or by any of `subjects` that still hold personal data. Found by their leaves
+        too, and refused (AuditIntegrityError) if their columns were changed: an erasure must not miss an entry."""
+        wanted = [subjects] if isinstance(subjects, str) else list(subjects)
+        if not wanted:
+            return []
+        rows = self.session.exec(
+            select(AuditEntry.leaf_index, AuditEntry.at, AuditEntry.kind, AuditEntry.actor_id, AuditEntry.subject,
+                   AuditEntry.leaf)
             .join(AuditPersonal, col(AuditPersonal.leaf_index) == col(AuditEntry.leaf_index))
-            .where(or_(col(AuditEntry.subject) == subject, col(AuditEntry.actor_id) == subject))
-            .order_by(col(AuditEntry.leaf_index))).all())
+            .where(_naming(wanted, self._dialect()))
+            .order_by(col(AuditEntry.leaf_index))).all()
+        indexes = []
+        for row in rows:
+            event = _check_columns(int(row.leaf_index), row.at, bytes(row.leaf), row)
+            if event["subject"] in wanted or event["actor"] in wanted:
+                indexes.append(int(row.leaf_index))
+        return indexes
 
 
 @sa_event.listens_for(SASession, "after_commit")
