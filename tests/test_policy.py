@@ -233,6 +233,17 @@ def test_the_app_refuses_to_start_when_a_policy_case_fails(sqlite_initialized,  
         _app_with_policies(sqlite_initialized, policy_copy)
 
 
+def test_a_worker_refuses_to_start_when_a_policy_case_fails(sqlite_initialized,  # type: ignore[no-untyped-def]
+                                                              policy_copy: Path) -> None:
+    from tests.conftest import run_cli
+
+    persons = policy_copy / "persons.cedar"
+    persons.write_text(persons.read_text().replace("context.scores.exact >= resource.thresholds.exact ||\n", ""))
+    result = run_cli(["worker"], {**sqlite_initialized.env, "HALLMARK_POLICY_DIR": str(policy_copy)}, timeout=120)
+    assert result.returncode == 1, result.stderr  # a PolicyError: the configuration, not the command line
+    assert "policy test cases fail, so Hallmark does not start" in result.stderr
+
+
 def test_a_distinctive_name_is_denied_over_http(sqlite_initialized) -> None:  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 

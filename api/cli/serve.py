@@ -40,8 +40,10 @@ def register(app: typer.Typer) -> None:
         """Run generation workers only, sharing the queue (the database) with every other worker."""
         from api.audit import record_policy_loaded
         from api.jobs import WorkerPool
+        from guard.gate.policy import require_passing_cases
 
         hm = hallmark()
+        require_passing_cases(hm.policy)  # as `serve` does: a worker re-checks every job at release with these rules
         record_policy_loaded(hm)
         _warn_about_signing(hm.settings)
         pool = WorkerPool(hm, threads)
