@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from api.context import Hallmark
 from api.generation import run
-from registry import Generations
+from registry import AuditLog, Generations
 from registry.clock import utcnow
 
 log = logging.getLogger("hallmark.jobs")
@@ -84,15 +84,25 @@ class WorkerPool:
                     return generation_id
         return None
 
+    def requeue_stale(self, running: list[str]) -> int:
+        """Heartbeat this pool's running jobs and put back in the queue those whose worker stopped, logging each
+        requeue (the job, the worker whose attempt died, and who requeued it) in the same transaction."""
+        with self.hm.db.session() as session:
+            generations = Generations(session)
+            generations.touch(running)
+            requeued = generations.requeue_stale(utcnow() - STALE_AFTER)
+            audit = AuditLog(session)
+            for generation_id, dead_worker in requeued:
+                audit.append("generation.requeued", subject=generation_id, worker=dead_worker,
+                             requeued_by=self.name, stale_after_seconds=int(STALE_AFTER.total_seconds()))
+        return len(requeued)
+
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             try:
                 with self._running_lock:
                     running = list(self._running)
-                with self.hm.db.session() as session:
-                    generations = Generations(session)
-                    generations.touch(running)
-                    requeued = generations.requeue_stale(utcnow() - STALE_AFTER)
+                requeued = self.requeue_stale(running)
                 if requeued:
                     log.warning("requeued %d generation(s) whose worker stopped", requeued)
                     self._wake.set()

@@ -123,16 +123,23 @@ class Generations:
                 update(Generation).where(col(Generation.id).in_(generation_ids)).values(updated_at=utcnow())
             )
 
-    def requeue_stale(self, older_than: datetime) -> int:
+    def requeue_stale(self, older_than: datetime) -> list[tuple[str, str | None]]:
         """Jobs left running or marking by a process that stopped (no heartbeat since `older_than`) go back to
-        the queue; they restart from the beginning, nothing of theirs was released."""
-        result = self.session.execute(
+        the queue; they restart from the beginning, nothing of theirs was released. Returns (id, the worker whose
+        attempt died) of each, from the same atomic UPDATE, for the caller to log."""
+        stale = (col(Generation.status).in_([Status.running, Status.marking]),
+                 col(Generation.updated_at) < older_than)
+        dead = {row.id: row.worker for row in self.session.execute(
+            select(Generation.id, Generation.worker).where(*stale).with_for_update())}
+        if not dead:
+            return []
+        requeued = self.session.execute(
             update(Generation)
-            .where(col(Generation.status).in_([Status.running, Status.marking]),
-                   col(Generation.updated_at) < older_than)
+            .where(col(Generation.id).in_(list(dead)), *stale)
             .values(status=Status.queued, progress=0.0, worker=None, updated_at=utcnow())
+            .returning(Generation.id)  # type: ignore[arg-type]
         )
-        return result.rowcount
+        return sorted((str(row.id), dead[row.id]) for row in requeued)
 
     def set_status(self, generation: Generation, status: Status, *, progress: float | None = None,
                    error: str | None = None) -> Generation:
