@@ -211,8 +211,7 @@ def run(hm: Hallmark, generation_id: str, *, worker: str = "local",
         return _release(hm, generation_id, worker, signed, final, manifest_bytes, manifest_label, findings)
     except Exception as exc:  # any failure: nothing is released, the record says why
         log.warning("generation %s failed: %s", generation_id, exc)
-        return _finish(hm, generation_id, Status.failed, "generation.failed",
-                       error=getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+        return _fail(hm, generation_id, exc)
     finally:
         marked.unlink(missing_ok=True)
         signed.unlink(missing_ok=True)
@@ -326,12 +325,18 @@ def _release(hm: Hallmark, generation_id: str, worker: str, signed: Path, final:
     return generation
 
 
-def _finish(hm: Hallmark, generation_id: str, status: Status, event: str, *, error: str) -> Generation:
+def _fail(hm: Hallmark, generation_id: str, exc: Exception) -> Generation:
+    """Record the failure. The leaf (permanent, public to auditors) gets only a code; the message, which may quote
+    a prompt, a name or a third party's exception text, is erasable personal data beside it."""
+    error = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    code = getattr(exc, "code", None)
     with hm.db.session() as session:
         generations = Generations(session)
         generation = generations.get(generation_id)
-        generations.set_status(generation, status, error=error)
-        AuditLog(session).append(event, subject=generation_id, error=error)
+        generations.set_status(generation, Status.failed, error=error)
+        AuditLog(session).append("generation.failed", subject=generation_id,
+                                 error_code=code if isinstance(code, str) else type(exc).__name__,
+                                 personal={"error": error})
         return generation
 
 
