@@ -235,10 +235,31 @@ def test_export_verifies_with_the_cli_and_an_independent_rfc6962_check(initializ
     result = run_cli(["audit", "export", str(export), "--json"], initialized.env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["entries"] >= 8
-    verified = run_cli(["audit", "verify", str(export)], {**initialized.env, "HALLMARK_DATABASE_URL": "nowhere://"})
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "OK" in verified.stdout
+    offline = {**initialized.env, "HALLMARK_DATABASE_URL": "nowhere://"}
+    # without --key the export can only be checked against the key it carries: consistent, but not authenticated
+    unauthenticated = run_cli(["audit", "verify", str(export)], offline)
+    assert unauthenticated.returncode == 5, unauthenticated.stdout + unauthenticated.stderr
+    assert "NOT AUTHENTICATED" in unauthenticated.stdout and "OK" not in unauthenticated.stdout
+    as_json = json.loads(run_cli(["audit", "verify", str(export), "--json"], offline).stdout)
+    assert (as_json["ok"], as_json["authenticated"], as_json["key_source"]) == (True, False, "export")
+    # the operator's key as published: log.pub (32 raw bytes), log.vkey (the verifier key string), or the string
+    vkey = run_cli(["audit", "checkpoint", "--key"], initialized.env).stdout.strip()
+    assert (export / "log.vkey").read_text().strip() == vkey
+    vkey_file = tmp_path / "published.vkey"
+    vkey_file.write_text(vkey + "\n")
+    for key in (str(initialized.settings.paths.log_pub), str(vkey_file), vkey):
+        verified = run_cli(["audit", "verify", str(export), "--key", key, "--json"], offline)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert json.loads(verified.stdout)["key_source"] == "given"
+    human = run_cli(["audit", "verify", str(export), "--key", vkey], offline)
+    assert human.returncode == 0 and "OK" in human.stdout
+    wrong_origin = run_cli(["audit", "verify", str(export), "--key", vkey, "--origin", "other.example/log"], offline)
+    assert wrong_origin.returncode == 2 and "not 'other.example/log'" in wrong_origin.stderr
     size, _ = independently_verify(export)
+    # the export holds prompts, names and consent evidence: only its owner may read it
+    assert export.stat().st_mode & 0o777 == 0o700
+    assert {path.name: path.stat().st_mode & 0o777 for path in export.iterdir()} == {
+        name: 0o600 for name in ("entries.jsonl", "leaf-hashes.bin", "checkpoint", "log.pub", "log.vkey")}
 
     events = {line["event"]["kind"]: line for line in export_lines(export)}
     requests = [line for line in export_lines(export) if line["event"]["kind"] == "generation.requested"]
@@ -574,3 +595,256 @@ def test_v0_events_are_carried_into_the_new_log(database_url: str) -> None:
     assert kinds == ["system.initialized", "account.created", "verify.requested"]
     assert json.loads(tree.entries(2, 3)[0].leaf)["data"] == {"v0": 3}
     database.dispose()
+
+
+# --- a database writer rewriting history, and other integrity failures of the stored log -------------------------
+def _rewrite(url: str, index: int, *, drop_checkpoints: bool) -> None:
+    """What someone with write access to the database can do: rewrite an entry (a denial becomes an allowance),
+    rebuild audit_nodes and audit_tree_head over the forged entries, and optionally forget the stored checkpoints."""
+    from sqlalchemy import create_engine, text
+
+    from registry.audit.leaf import canonical, decode_leaf
+    from registry.audit.merkle import Frontier, flat_index, leaf_hash
+
+    _sequenced(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        rows = connection.execute(text("SELECT leaf_index, leaf FROM audit_entries ORDER BY leaf_index")).all()
+        leaves = {int(row[0]): bytes(row[1]) for row in rows}
+        event = decode_leaf(leaves[index])
+        event["kind"], event["data"] = "generation.allowed", {**event["data"], "reasons": []}
+        leaves[index] = canonical(event)
+        connection.execute(text("UPDATE audit_entries SET leaf = :leaf, kind = 'generation.allowed' "
+                                "WHERE leaf_index = :index"), {"leaf": leaves[index], "index": index})
+        connection.execute(text("DELETE FROM audit_nodes"))
+        frontier = Frontier()
+        for position in sorted(leaves):
+            for level, at, value in frontier.append(leaf_hash(leaves[position])):
+                connection.execute(text("INSERT INTO audit_nodes (id, hash) VALUES (:id, :hash)"),
+                                   {"id": flat_index(level, at), "hash": value})
+        connection.execute(text("UPDATE audit_tree_head SET size = :size, frontier = :frontier WHERE id = 1"),
+                           {"size": frontier.size, "frontier": frontier.to_bytes()})
+        if drop_checkpoints:
+            connection.execute(text("DELETE FROM audit_checkpoints"))
+    engine.dispose()
+
+
+def _sequenced(url: str) -> None:
+    """Sequence what the test's own requests queued (the background integrator may not have yet), so the edits
+    below hit the entries they name."""
+    database = Database(url)
+    AuditTree(database.engine).integrate()
+    database.dispose()
+
+
+def _execute(url: str, statement: str, **params: object) -> None:
+    from sqlalchemy import create_engine, text
+
+    _sequenced(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(statement), params)
+    engine.dispose()
+
+
+def _denied_index(initialized) -> int:  # type: ignore[no-untyped-def]
+    database = Database(initialized.settings.resolved_database_url)
+    AuditTree(database.engine).integrate()
+    [index] = [entry.index for entry in AuditTree(database.engine).entries(0, 10**6)
+               if json.loads(entry.leaf)["kind"] == "generation.denied"]
+    database.dispose()
+    return index
+
+
+def test_the_log_key_never_signs_a_rewritten_history(initialized, tmp_path: Path) -> None:
+    populate(initialized)
+    env, url = initialized.env, initialized.settings.resolved_database_url
+    saved = run_cli(["audit", "checkpoint"], env)
+    assert saved.returncode == 0, saved.stderr
+    state = initialized.settings.paths.log_key.with_name("log.state")
+    assert state.read_text() == saved.stdout  # the last signed checkpoint, kept outside the database
+    healthy = run_cli(["audit", "verify", "--database", "--json"], env)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert json.loads(healthy.stdout)["ok"] and json.loads(healthy.stdout)["signed_sizes"]
+
+    # rewrite a decision and rebuild the tree, then let the log grow: the stored checkpoints refuse it (here without
+    # the state file, to show each guard on its own)
+    from api.app import create_app
+
+    remembered = state.read_text()
+    state.unlink()
+    _rewrite(url, _denied_index(initialized), drop_checkpoints=False)
+    TestClient(create_app(initialized.settings, workers=0)).post(
+        "/v1/accounts", json={"name": "erin"}, headers={"Authorization": f"Bearer {initialized.admin_key}"})
+    refused = run_cli(["audit", "checkpoint"], env)
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "integrity failure" in refused.stderr and "does not extend" in refused.stderr
+    assert "the stored checkpoints" in refused.stderr and refused.stdout == ""
+    assert "restore the database from a backup" in refused.stderr
+
+    # delete the stored checkpoints too: the state file (outside the database) still refuses it
+    state.write_text(remembered)
+    _execute(url, "DELETE FROM audit_checkpoints")
+    refused = run_cli(["audit", "checkpoint"], env)
+    assert refused.returncode == 4 and "log.state" in refused.stderr, refused.stdout + refused.stderr
+    assert run_cli(["audit", "export", str(tmp_path / "forged")], env).returncode == 4
+    assert not (tmp_path / "forged").exists()
+    checked = run_cli(["audit", "verify", "--database"], env)
+    assert checked.returncode == 4 and "FAILED" in checked.stdout
+    assert "do not hash to the signed checkpoint" in checked.stderr, checked.stderr
+    database = Database(url)
+    with database.session() as session:  # nothing was signed or stored for the forged tree
+        assert session.exec(select(AuditCheckpoint.size)).all() == []
+    database.dispose()
+    # over HTTP: a problem body saying what happened, not a signed forgery
+    auditor = TestClient(create_app(initialized.settings, workers=0)).get(
+        "/v1/audit/checkpoint", headers={"Authorization": f"Bearer {initialized.admin_key}"})
+    assert auditor.status_code == 500 and auditor.json()["type"] == "urn:hallmark:problem:audit_integrity"
+
+
+def test_entries_cannot_be_hidden_by_editing_their_columns(initialized) -> None:
+    populate(initialized)
+    env, url = initialized.env, initialized.settings.resolved_database_url
+    denied = _denied_index(initialized)
+    today = datetime.now(timezone.utc).date().isoformat()
+    before = run_cli(["audit", "report", "--from", today, "--json"], env)
+    assert json.loads(before.stdout)["decisions"] == {"allowed": 1, "denied": 1}
+
+    _execute(url, f"UPDATE audit_entries SET at = '2001-01-01 00:00:00' WHERE leaf_index = {denied}")
+    moved = run_cli(["audit", "report", "--from", today, "--json"], env)
+    assert moved.returncode == 4, moved.stdout + moved.stderr
+    assert f"entry {denied}: the at column says '2001-01-01T00:00:00.000000Z'" in moved.stderr, moved.stderr
+    database = Database(url)
+    entry = AuditTree(database.engine).entries(denied, denied + 1)[0]
+    event = json.loads(entry.leaf)
+    original = datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
+    if url.startswith("sqlite"):  # as SQLAlchemy stores it there: naive UTC
+        original = original.replace(tzinfo=None)  # type: ignore[assignment]
+    _execute(url, "UPDATE audit_entries SET at = :at WHERE leaf_index = :index", at=original, index=denied)
+    assert run_cli(["audit", "report", "--from", today], env).returncode == 0  # the column put back: no finding
+    # a changed subject would hide the entry from its subject's history and from erasure
+    _execute(url, "UPDATE audit_entries SET subject = 'someone-else' WHERE leaf_index = :index", index=denied)
+    denied_generation = event["subject"]
+    with database.session() as session, pytest.raises(Exception, match="subject column says 'someone-else'"):
+        AuditLog(session).for_subject(denied_generation)
+    database.dispose()
+    erased = run_cli(["audit", "erase", "--subject", denied_generation], env)
+    assert erased.returncode == 4 and "subject column" in erased.stderr, erased.stderr
+
+
+def test_erasing_an_account_reaches_its_cameos_and_failures_keep_no_error_text(initialized) -> None:
+    from api.context import Hallmark
+    from api.generation import _fail
+    from registry import Accounts, Cameo
+
+    keys = populate(initialized)
+    hm = Hallmark(initialized.settings)
+    with hm.db.session() as session:
+        owner = Accounts(session).by_name("carol")
+        cameo = Cameo(handle="carol-cameo", owner_id=owner.id)
+        session.add(cameo)
+        session.flush()
+        AuditLog(session).append("cameo.verified", actor_id="operator-1", subject=cameo.id, method="operator",
+                                 personal={"handle": cameo.handle, "evidence": "passport seen, carol@example.org"})
+        owner_id, cameo_id = owner.id, cameo.id
+    # a third party's exception text (it may quote the prompt or a person) stays out of the permanent leaf
+    failed = _fail(hm, keys["allowed_id"], RuntimeError("backend said: no such file /home/carol/private.png"))
+    assert failed.status == "failed"
+    tree = AuditTree(hm.db.engine)
+    tree.integrate()
+    last = tree.entries(tree.size() - 1, tree.size())[0]
+    event = json.loads(last.leaf)
+    assert event["kind"] == "generation.failed" and event["data"] == {"error_code": "RuntimeError"}
+    assert b"carol" not in last.leaf and last.personal["error"]["value"].startswith("backend said")
+
+    from api.audit import erase
+
+    erased = erase(hm, [], subject=owner_id, reason="erasure request")
+    with hm.db.session() as session:
+        left = [event for event in AuditLog(session).for_subject(cameo_id) if event.kind == "cameo.verified"]
+    assert [event.personal for event in left] == [None]  # the evidence naming the owner is gone
+    assert any(fields == ["evidence", "handle"] for fields in erased.values())
+    hm.close()
+
+
+def test_rate_limited_and_requeued_generations_are_logged(sqlite_initialized) -> None:
+    from api.app import create_app
+    from api.context import Hallmark
+    from api.jobs import STALE_AFTER, WorkerPool
+    from registry import Generations
+    from registry.clock import utcnow
+
+    settings = sqlite_initialized.settings.model_copy(update={"rate_limit_generations_per_minute": 2})
+    admin = {"Authorization": f"Bearer {sqlite_initialized.admin_key}"}
+    with TestClient(create_app(settings, workers=0)) as client:
+        answers = [client.post("/v1/generations", json={"prompt": f"a quiet harbour {n}", "frames": 12, "fps": 12},
+                               headers=admin).status_code for n in range(4)]
+        assert answers == [202, 202, 429, 429]
+    hm = Hallmark(settings)  # the server stopped: its counts were logged
+    tree = AuditTree(hm.db.engine)
+    tree.integrate()
+    events = [json.loads(entry.leaf) for entry in tree.entries(0, tree.size())]
+    [limited] = [event for event in events if event["kind"] == "generation.rate_limited"]
+    assert limited["data"]["count"] == 2 and limited["data"]["limit_per_minute"] == 2 and limited["actor"]
+
+    # a job whose worker died goes back to the queue, and the log says which job and whose attempt died
+    with hm.db.session() as session:
+        generations = Generations(session)
+        job = generations.queued_ids(limit=1)[0]
+        assert generations.claim(job, "lost-host:4242:0")
+        record = generations.get(job)
+        record.updated_at = utcnow() - 2 * STALE_AFTER
+        session.add(record)
+    assert WorkerPool(hm, 0).requeue_stale([]) == 1
+    tree.integrate()
+    requeued = json.loads(tree.entries(tree.size() - 1, tree.size())[0].leaf)
+    assert requeued["kind"] == "generation.requeued" and requeued["subject"] == job
+    assert requeued["data"]["worker"] == "lost-host:4242:0" and requeued["data"]["requeued_by"]
+    with hm.db.session() as session:
+        assert Generations(session).get(job).status == "queued"
+    hm.close()
+
+
+def test_bad_proof_sizes_and_a_lost_entry_are_problems_not_crashes(initialized, tmp_path: Path) -> None:
+    from api.app import create_app
+
+    keys = populate(initialized)
+    client = TestClient(create_app(initialized.settings, workers=0))
+    auditor = {"Authorization": f"Bearer {keys['auditor']}"}
+    for endpoint, params in (("inclusion", {"index": 0, "size": 2**63 - 1}),
+                             ("inclusion", {"index": 0, "size": "99999999999999999999"}),
+                             ("inclusion", {"index": 2**62, "size": 2**62 + 1}),
+                             ("consistency", {"old": 1, "new": 2**63 - 1}),
+                             ("consistency", {"old": 2**62, "new": 2**62})):
+        answer = client.get(f"/v1/audit/proof/{endpoint}", params=params, headers=auditor)
+        assert answer.status_code == 422, (params, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+    backwards = client.get("/v1/audit/report", params={"from": "2026-02-01", "to": "2026-01-01"}, headers=auditor)
+    assert backwards.status_code == 422 and "--" not in backwards.json()["detail"]
+
+    url = initialized.settings.resolved_database_url
+    _execute(url, "DELETE FROM audit_personal WHERE leaf_index = 4")
+    _execute(url, "DELETE FROM audit_entries WHERE leaf_index = 4")
+    lost = client.get("/v1/audit/proof/inclusion", params={"index": 4}, headers=auditor)
+    assert lost.status_code == 500 and lost.json()["type"] == "urn:hallmark:problem:audit_integrity", lost.text
+    assert "backup" in lost.json()["hint"]
+    exported = run_cli(["audit", "export", str(tmp_path / "export")], initialized.env)
+    assert exported.returncode == 4, exported.stdout + exported.stderr
+    assert "integrity failure" in exported.stderr and "entry 4" in exported.stderr, exported.stderr
+    assert "new or empty directory" not in exported.stderr
+    assert not (tmp_path / "export").exists()  # the directory it made is gone again
+
+
+def test_verify_names_what_it_cannot_read(sqlite_initialized, tmp_path: Path) -> None:
+    env = sqlite_initialized.env
+    missing = run_cli(["audit", "verify", str(tmp_path / "nonexistent")], env)
+    assert missing.returncode == 2 and "no such directory" in missing.stderr, missing.stderr
+    export = tmp_path / "export"
+    assert run_cli(["audit", "export", str(export)], env).returncode == 0
+    binary = tmp_path / "clip.mp4"
+    binary.write_bytes(b"\x00\x00\x00\x18ftypmp42\xff\xfe\x80")
+    unreadable = run_cli(["audit", "verify", str(export), "--key", str(sqlite_initialized.settings.paths.log_pub),
+                          "--checkpoint", str(binary)], env)
+    assert unreadable.returncode == 2 and "clip.mp4" in unreadable.stderr and "not a text file" in unreadable.stderr
+    bad_key = run_cli(["audit", "verify", str(export), "--key", str(binary)], env)
+    assert bad_key.returncode == 2 and "neither 32 raw bytes" in bad_key.stderr, bad_key.stderr
