@@ -4,10 +4,14 @@ as evidence, the same cameo elsewhere is allowed, and a generation request is re
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from registry import Accounts, Cameos, CameoStatus, Database, Visibility
+from policies import POLICY_DIR
+from registry import Accounts, Cameo, Cameos, CameoStatus, Database, Visibility
 from tests.conftest import generation_count
 
 
@@ -60,3 +64,82 @@ def test_owner_restrictions_deny_matching_prompts_for_everyone(initialized) -> N
                                json={"content_restrictions": {"terms": [], "categories": []}})
         assert cleared.status_code == 200
         assert check("@alice speaking at a political rally")["allowed"] is True
+
+
+def test_restrictions_cover_inflections_and_unknown_categories_are_refused(initialized) -> None:  # type: ignore[no-untyped-def]
+    database = Database(initialized.settings.resolved_database_url)
+    with database.session() as session:
+        alice = Accounts(session).create("alice")
+        alice_key = Accounts(session).issue_key(alice)
+        cameos = Cameos(session)
+        cameo_id = cameos.mark_verified(cameos.create("alice", alice.id, Visibility.everyone),
+                                        CameoStatus.verified, {}).id
+    database.dispose()
+
+    with TestClient(create_app(initialized.settings, workers=0)) as client:
+        unknown = client.patch(f"/v1/cameos/{cameo_id}", headers=_auth(alice_key),
+                               json={"content_restrictions": {"categories": ["nudity"]}})
+        assert unknown.status_code == 422 and "sexual" in unknown.json()["hint"]  # before: silently kept
+        patched = client.patch(f"/v1/cameos/{cameo_id}", headers=_auth(alice_key),
+                               json={"content_restrictions": {"terms": ["punch", "clowns", "political rally"]}})
+        assert patched.status_code == 200, patched.text
+
+        def allowed(prompt: str) -> bool:
+            return client.post("/v1/gate/check", json={"prompt": prompt}, headers=_auth(alice_key)).json()["allowed"]
+
+        for prompt in ("@alice punching a man", "@alice punched him", "@alice dressed as a clown",
+                       "@alice at two political rallies"):
+            assert not allowed(prompt), prompt  # before: only the exact word counted
+        assert allowed("@alice eating lunch") and allowed("@alice in a new dress")
+
+
+def _policies_naming_a_cameo(target: Path) -> Path:
+    """The packaged policies, with Barack Obama's entry naming @barackobama as his own cameo."""
+    shutil.copytree(POLICY_DIR, target)
+    persons = target / "protected_persons.toml"
+    text = persons.read_text(encoding="utf-8")
+    entry = 'id = "barack-obama"\n'
+    assert entry in text
+    persons.write_text(text.replace(entry, entry + 'cameo = "barackobama"\n', 1), encoding="utf-8")
+    return target
+
+
+def test_a_protected_persons_cameo_counts_only_when_an_operator_enrolled_it(
+        initialized, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before, whoever registered the handle a protected person's entry names (with any face) unlocked that person."""
+    settings = initialized.settings.model_copy(update={"policy_dir": _policies_naming_a_cameo(tmp_path / "pol")})
+    database = Database(initialized.settings.resolved_database_url)
+    with database.session() as session:
+        mallory = Accounts(session).create("mallory")
+        mallory_key = Accounts(session).issue_key(mallory)
+        # A self-service cameo under that handle (e.g. registered before the operator named it in the policy).
+        cameos = Cameos(session)
+        squat = cameos.mark_verified(cameos.create("barackobama", mallory.id, Visibility.everyone),
+                                     CameoStatus.verified, {"method": "live_challenge"})
+        squat_id = squat.id
+    database.dispose()
+
+    with TestClient(create_app(settings, workers=0)) as client:
+        def reasons() -> list[str]:
+            body = client.post("/v1/gate/check", json={"prompt": "Barack Obama giving a speech"},
+                               headers=_auth(mallory_key)).json()
+            return [reason["code"] for reason in body["reasons"]]
+
+        assert "protected_person" in reasons()  # the self-service cameo under his handle unlocks nothing
+        refused = client.post("/v1/cameos", json={"handle": "@BarackObama"}, headers=_auth(mallory_key))
+        assert refused.status_code == 409 and refused.json()["code"] == "handle_reserved"
+
+        # The operator renames the squatted cameo and enrolls the person's own (consent collected in person): that
+        # one grants as its owner chose.
+        database = Database(initialized.settings.resolved_database_url)
+        with database.session() as session:
+            session.get(Cameo, squat_id).handle = "mallory_cam"
+        assert client.post("/v1/cameos", json={"handle": "barackobama"},
+                           headers=_auth(mallory_key)).json()["code"] == "handle_reserved"  # free, still reserved
+        with database.session() as session:
+            owner = Accounts(session).create("obama_office")
+            cameos = Cameos(session)
+            cameos.mark_verified(cameos.create("barackobama", owner.id, Visibility.everyone),
+                                 CameoStatus.verified_by_operator, {"method": "operator_images"})
+        database.dispose()
+        assert reasons() == []

@@ -11,8 +11,8 @@ from sqlmodel import Session
 from guard.gate.facts import CameoFacts, LicenceFacts, Thresholds, WorkFacts
 from guard.gate.matching import Match, Query
 from guard.gate.works_index import WorksIndexCache
-from registry import Accounts, Cameos, Works
-from registry.cameos import VERIFIED
+from registry import Accounts, Cameo, Cameos, Works
+from registry.cameos import VERIFIED, CameoStatus
 from registry.clock import as_utc
 
 
@@ -24,6 +24,11 @@ class GateDirectory(Protocol):
     def account_role(self, account_id: str) -> str: ...
 
     def cameo(self, handle: str) -> CameoFacts | None: ...
+
+    def person_cameo(self, handle: str) -> CameoFacts | None:
+        """The cameo `handle` as a protected person's own: only one an operator enrolled (consent checked in person),
+        never a self-service registration, which anyone could make under that handle with any face."""
+        ...
 
     def works_matcher(self) -> WorksMatcher: ...
 
@@ -46,10 +51,17 @@ class RegistryDirectory:
         return account.role
 
     def cameo(self, handle: str) -> CameoFacts | None:
+        cameo = Cameos(self.session).by_handle(handle)
+        return self._facts(cameo) if cameo is not None else None
+
+    def person_cameo(self, handle: str) -> CameoFacts | None:
+        cameo = Cameos(self.session).by_handle(handle)
+        if cameo is None or cameo.status != CameoStatus.verified_by_operator:
+            return None  # a deleted one too: the person is then protected like anyone without a cameo
+        return self._facts(cameo)
+
+    def _facts(self, cameo: Cameo) -> CameoFacts:
         cameos = Cameos(self.session)
-        cameo = cameos.by_handle(handle)
-        if cameo is None:
-            return None
         return CameoFacts(
             id=cameo.id, handle=cameo.handle, owner_id=cameo.owner_id, visibility=cameo.visibility,
             approved_accounts=frozenset(cameos.approved_accounts(cameo.id)),

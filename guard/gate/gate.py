@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from datetime import datetime, timezone
 
 import numpy as np
@@ -18,7 +19,9 @@ import numpy as np
 from guard.gate.decision import Decision, Reason
 from guard.gate.directory import GateDirectory
 from guard.gate.facts import CameoFacts, GateFacts, PersonFacts, RequestFacts, Subject
-from guard.gate.matching import Match, Query, best_by_key, match_terms, open_image
+from guard.gate.matching import Match, Query, Term, best_by_key, match_terms, open_image
+from guard.gate.matching.lexicon import known_words
+from guard.gate.matching.normalize import fold
 from guard.gate.policy import Policy, restriction_terms
 
 log = logging.getLogger("hallmark.gate")
@@ -94,10 +97,17 @@ class Gate:
         persons = {person.id: person for person in policy.persons}
         for person_id, kinds in best_by_key(policy.persons_matcher().match(query)).items():
             person = persons[person_id]
-            cameo = self.directory.cameo(person.cameo) if person.cameo else None
+            cameo = _person_cameo(self.directory, person.cameo) if person.cameo else None
             facts.persons[person_id] = PersonFacts(person_id, person.name, policy.thresholds, cameo)
             facts.subjects.append(_subject("Person", person_id, person.name, kinds, margins, []))
         return facts
+
+
+def _person_cameo(directory: GateDirectory, handle: str) -> CameoFacts | None:
+    """A protected person's own cameo, as the directory vouches for it (operator-enrolled). A directory that cannot
+    tell (one without `person_cameo`) gives none: the person stays protected, failing closed."""
+    lookup = getattr(directory, "person_cameo", None)
+    return lookup(handle) if lookup is not None else None
 
 
 def _with_restrictions(cameo: CameoFacts | None, prompt: str,
@@ -107,7 +117,8 @@ def _with_restrictions(cameo: CameoFacts | None, prompt: str,
     a restriction is the owner's own short list of words."""
     if cameo is None or not (cameo.restricted_terms or cameo.restricted_categories):
         return cameo, []
-    terms = restriction_terms(policy, cameo.restricted_terms, cameo.restricted_categories)
+    terms = [_with_inflections(term) for term in
+             restriction_terms(policy, cameo.restricted_terms, cameo.restricted_categories)]
     found = list(best_by_key(match_terms(request_text(prompt), terms, settings=replace(
         policy.match_settings, semantic=False))).values())
     # An exact hit counts whatever its score (the owner's words are often everyday ones, which the works' matcher
@@ -115,6 +126,46 @@ def _with_restrictions(cameo: CameoFacts | None, prompt: str,
     matches = [max(kinds.values(), key=lambda m: m.score) for kinds in found
                if "exact" in kinds or max(m.score for m in kinds.values()) >= policy.thresholds.fuzzy]
     return replace(cameo, restricted_matches=len(matches)), matches
+
+
+def _with_inflections(term: Term) -> Term:
+    """The term with its aliases' regular inflections as further aliases, so that a restriction on "punch" also
+    covers "punching" and "punched", and one on "clowns" covers "clown". One word of an alias is inflected at a
+    time ("political rallies"); the matcher then folds, de-spaces and fuzzes these like any alias."""
+    aliases = dict.fromkeys(term.aliases)
+    for alias in term.aliases:
+        words = alias.split()
+        for index, word in enumerate(words):
+            for form in word_forms(word.lower()):
+                aliases.setdefault(" ".join([*words[:index], form, *words[index + 1:]]), None)
+    return replace(term, aliases=tuple(aliases))
+
+
+@lru_cache(maxsize=4096)
+def word_forms(word: str) -> tuple[str, ...]:
+    """Regular English inflections of `word` (-s/-es, -ed, -ing) and, for an inflected word, its base and the base's
+    other forms; only real words are kept (the lexicon the matcher already uses), so no "danc" or "punchs"."""
+    if len(word) < 3 or not word.isalpha():
+        return ()
+    bases = {word}
+    for suffix, shortest in (("ing", 3), ("ed", 3), ("es", 3), ("s", 4)):  # "news" is no plural of "new"
+        stem = word[:-len(suffix)]
+        if word.endswith(suffix) and len(stem) >= shortest and not word.endswith(("ss", "us", "is")):
+            bases |= {stem, stem + "e"}  # punch(es), danc(ing) -> dance
+            if len(stem) >= 3 and stem[-1] == stem[-2]:
+                bases.add(stem[:-1])  # stabb(ing) -> stab
+            if stem.endswith("i"):
+                bases.add(stem[:-1] + "y")  # ralli(es) -> rally
+    candidates = set(bases)
+    for base in bases:
+        candidates |= {base + "s", base + "es", base + "ed", base + "ing", base + base[-1] + "ed",
+                       base + base[-1] + "ing"}
+        if base.endswith("e"):
+            candidates |= {base[:-1] + "ing", base + "d"}
+        if base.endswith("y"):
+            candidates |= {base[:-1] + "ies", base[:-1] + "ied"}
+    lexicon = known_words()
+    return tuple(sorted(form for form in candidates - {word} if fold(form) in lexicon))
 
 
 def request_text(prompt: str) -> str:
