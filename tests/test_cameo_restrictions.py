@@ -66,7 +66,8 @@ def test_owner_restrictions_deny_matching_prompts_for_everyone(initialized) -> N
         assert check("@alice speaking at a political rally")["allowed"] is True
 
 
-def test_restrictions_cover_inflections_and_unknown_categories_are_refused(initialized) -> None:  # type: ignore[no-untyped-def]
+def test_restrictions_cover_inflections_and_unknown_categories_are_refused(
+        initialized) -> None:  # type: ignore[no-untyped-def]
     database = Database(initialized.settings.resolved_database_url)
     with database.session() as session:
         alice = Accounts(session).create("alice")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from sqlmodel import select
+import threading
+import time
+from collections.abc import Callable
 
-from registry import Accounts, ApiKey, Database, Generation, Generations, Role, Status
+import pytest
+from sqlmodel import Session, select
+
+from registry import Accounts, ApiKey, Cameos, Conflict, Database, Generation, Generations, Role, Status
 
 
 def test_migrate_is_idempotent_and_schema_is_checked(database_url: str) -> None:
@@ -70,3 +75,35 @@ def test_database_urls_as_hosts_hand_them_out_and_unsupported_backends(database_
             database.dispose()
     with pytest.raises(DatabaseUnavailable, match="SQLite or PostgreSQL"):
         Database("mysql://someone@127.0.0.1/test")
+
+
+def test_a_name_taken_by_a_concurrent_transaction_is_a_conflict_not_a_crash(database_url: str) -> None:
+    """Two requests register the same handle (or account name) at once: both pass the "is it free?" check, and the
+    unique index refuses the second insert. That was a 500 IntegrityError; it is a 409 Conflict. PostgreSQL shows the
+    race for real: the second insert waits for the first transaction and fails when it commits."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers before the check; the race needs concurrent writers")
+    database = Database(database_url)
+    database.migrate()
+    with database.session() as session:
+        owner_id = Accounts(session).create("owner").id
+    outcomes: dict[str, object] = {}
+
+    def second(what: str, create: Callable[[Session], object]) -> None:
+        try:
+            with database.session() as session:
+                create(session)
+            outcomes[what] = "created"
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test looks at
+            outcomes[what] = exc
+
+    for what, create in (("cameo", lambda s: Cameos(s).create("racer", owner_id)),
+                         ("account", lambda s: Accounts(s).create("racer"))):
+        with database.session() as first:
+            create(first)  # inserted, not committed: the second insert waits on the unique index
+            thread = threading.Thread(target=second, args=(what, create))
+            thread.start()
+            time.sleep(0.5)
+        thread.join(30)
+        assert isinstance(outcomes[what], Conflict), outcomes[what]
+    database.dispose()
