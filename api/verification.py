@@ -8,8 +8,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import c2pa
+from sqlmodel import Session
+
 from api.context import Hallmark
-from guard.verify import Resolution, Resolver, VerificationReport, verify_media
+from guard.provenance import trust_context
+from guard.verify import LabelResolver, Resolution, Resolver, VerificationReport, verify_media
 from registry import Account, Accounts, AuditLog, Generation, Generations, Role
 from registry.clock import as_utc, utcnow
 
@@ -81,24 +85,59 @@ def resolver(hm: Hallmark, viewer: Account | None) -> Resolver:
     def resolve(payload: bytes) -> Resolution | None:
         with hm.db.session() as session:
             generation = Generations(session).by_payload(payload.hex())
-            if generation is None:
-                return None
-            sees_all = viewer is not None and (viewer.id == generation.requester_id
-                                               or viewer.role in (Role.admin, Role.auditor))
-            if sees_all:
-                requester = Accounts(session).get(generation.requester_id)
-                record = full_record(generation, hm.settings.operator_name, requester.name)
-            else:
-                record = public_record(generation, hm.settings.operator_name)
-            original = Path(generation.output_path) if generation.output_path else None
-            return Resolution(record, generation.manifest, generation.manifest_label, original)
+            return _resolution(hm, session, generation, viewer) if generation is not None else None
 
     return resolve
 
 
+def label_resolver(hm: Hallmark, viewer: Account | None) -> LabelResolver:
+    """Manifest label -> the generation released with that manifest (what confirms a file's manifest as ours)."""
+
+    def resolve(label: str) -> Resolution | None:
+        with hm.db.session() as session:
+            generation = Generations(session).by_manifest_label(label)
+            return _resolution(hm, session, generation, viewer) if generation is not None else None
+
+    return resolve
+
+
+def _resolution(hm: Hallmark, session: Session, generation: Generation, viewer: Account | None) -> Resolution:
+    sees_all = viewer is not None and (viewer.id == generation.requester_id
+                                       or viewer.role in (Role.admin, Role.auditor))
+    if sees_all:
+        requester = Accounts(session).get(generation.requester_id)
+        record = full_record(generation, hm.settings.operator_name, requester.name)
+    else:
+        record = public_record(generation, hm.settings.operator_name)
+    original = Path(generation.output_path) if generation.output_path else None
+    return Resolution(record, generation.manifest, generation.manifest_label, original)
+
+
+def own_roots(hm: Hallmark) -> list[bytes]:
+    """This service's own CA roots: the local root and those retired by `keys rotate --ca` (each keeps a copy in
+    keys/retired/<time>/ca.pem). Not the operator's other trust anchors: a partner's CA is trusted for its own
+    clips, not to speak for this service. (The root of an imported signing chain is not among them either, since
+    that CA may certify others too: clips signed under it are confirmed through the store.)"""
+    paths = hm.paths
+    files = [paths.ca_cert] + (sorted(paths.retired.glob("*/ca.pem")) if paths.retired.is_dir() else [])
+    roots = []
+    for path in files:
+        try:
+            roots.append(path.read_bytes())
+        except OSError:  # a retired copy that cannot be read confirms nothing; the store still can
+            continue
+    return roots
+
+
+def own_trust(hm: Hallmark) -> c2pa.Context | None:
+    roots = own_roots(hm)
+    return trust_context(roots) if roots else None
+
+
 def verify_file(hm: Hallmark, path: Path, viewer: Account | None) -> VerificationReport:
     report = verify_media(path, trust=hm.trust, method=hm.watermark, resolve=resolver(hm, viewer),
-                          max_seconds=hm.settings.verify_max_seconds or None)
+                          max_seconds=hm.settings.verify_max_seconds or None, by_label=label_resolver(hm, viewer),
+                          own_trust=own_trust(hm))
     hm.verify_counter.add(hm)
     return report
 
