@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from api.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, err, fail, hallmark, out, print_json
+from registry.audit.export import ExportReport
 from registry.audit.tree import AuditIntegrityError
 
 EXIT_INTEGRITY = 4  # the stored audit log was changed outside Hallmark: investigate, restore from a backup
@@ -144,7 +145,8 @@ def _read_earlier(path: Path) -> str:
              hint="Pass a file saved from `hallmark audit checkpoint` or GET /v1/audit/checkpoint.")
 
 
-def _verify_export(directory: Path, key: str | None, origin: str | None, earlier: list[Path]):  # type: ignore[no-untyped-def]
+def _verify_export(directory: Path, key: str | None, origin: str | None,
+                   earlier: list[Path]) -> "ExportReport":
     from registry.audit.export import ExportError, verify_export
 
     public_key = _read_given_key(key) if key is not None else None
@@ -156,7 +158,7 @@ def _verify_export(directory: Path, key: str | None, origin: str | None, earlier
              code=EXIT_BAD_INPUT)
 
 
-def _print_export_report(report) -> None:  # type: ignore[no-untyped-def]
+def _print_export_report(report: "ExportReport") -> None:
     cp = report.checkpoint
     if cp is not None:
         out.print(f"checkpoint  {cp.origin}  size {cp.size}  root {base64.b64encode(cp.root_hash).decode()}"
