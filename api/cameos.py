@@ -698,7 +698,9 @@ def record_release(session: Session, generation: Generation, request: GateReques
         if finding.match.kind != SubjectKind.cameo:
             continue
         seen.add(finding.match.subject_id)
-        reasons = [r.code for r in decision.reasons if r.subject == finding.match.label]
+        # A reason about a face the requester may not use names nobody (api/likeness.py), so that the requester
+        # does not learn whose it is: the owner's record of the appearance still gets it.
+        reasons = [r.code for r in decision.reasons if r.subject in (finding.match.label, None)]
         appearances_repo.record(finding.match.subject_id, generation.id, generation.requester_id,
                                 AppearanceKind.output, outcome, reasons, similarity=finding.match.similarity)
     for handle in mentioned_handles(request):
