@@ -80,7 +80,23 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
             AuditLog(session).append("system.initialized", forced=force)
     finally:
         database.dispose()
+    _sign_checkpoint(settings, result)
     return result
+
+
+def _sign_checkpoint(settings: Settings, result: InitResult) -> None:
+    """Sign a checkpoint of the log as it now is. This also writes keys/log.state, the copy outside the database
+    of what the log key last signed, so an install upgraded from before that file existed is protected from its
+    first `init`; and it refuses (an integrity error) if the stored log no longer extends what was signed."""
+    from api.audit import checkpoint
+    from api.context import Hallmark
+
+    hm = Hallmark(settings)
+    try:
+        signed = checkpoint(hm)
+    finally:
+        hm.close()
+    result.created.append(f"audit log checkpoint (size {signed.size})")
 
 
 def _ensure_signing_keys(settings: Settings, result: InitResult) -> None:

@@ -79,10 +79,18 @@ class Database:
                 command.upgrade(config, "head")
             return before
         except OperationalError as exc:
+            if self.is_sqlite:
+                raise DatabaseUnavailable(
+                    f"Cannot create the SQLite database {self._sqlite_path()}: {exc.orig}",
+                    hint="Check that its directory (the data dir, HALLMARK_DATA_DIR) exists and is writable.",
+                ) from exc
             raise DatabaseUnavailable(
                 f"Cannot reach the database to create its schema: {exc.orig}",
                 hint="Check HALLMARK_DATABASE_URL and that the server is running.",
             ) from exc
+
+    def _sqlite_path(self) -> str:
+        return self.engine.url.database or "(in memory)"
 
     def head_revision(self) -> str | None:
         return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
@@ -94,6 +102,12 @@ class Database:
             with self.engine.connect() as connection:
                 current = MigrationContext.configure(connection).get_current_revision()
         except OperationalError as exc:
+            if self.is_sqlite:  # no server to be down: the file is missing (not initialised) or unreadable
+                raise DatabaseUnavailable(
+                    f"Cannot open the SQLite database {self._sqlite_path()}: {exc.orig}",
+                    hint="Run `hallmark init` to create the data dir, or point HALLMARK_DATA_DIR at the initialised "
+                         "one.",
+                ) from exc
             raise DatabaseUnavailable(
                 f"Cannot reach the database: {exc.orig}",
                 hint="Check HALLMARK_DATABASE_URL and that the server is running.",

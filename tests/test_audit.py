@@ -656,6 +656,23 @@ def _denied_index(initialized) -> int:  # type: ignore[no-untyped-def]
     return index
 
 
+def test_init_signs_a_checkpoint_and_keeps_it_outside_the_database(sqlite_initialized) -> None:
+    """So an install is guarded from its first `init` (an upgrade runs `init`), not only from its first
+    `audit checkpoint`: before that, emptying the checkpoints table would still let a forged root be signed."""
+    from api.audit import public_key, state_file
+    from api.context import Hallmark
+    from registry.audit.state import read_signed_state
+
+    hm = Hallmark(sqlite_initialized.settings)
+    try:
+        signed = read_signed_state(state_file(hm), public_key(hm), hm.settings.audit_origin)
+        with hm.db.session() as session:
+            stored = session.scalar(select(func.max(AuditCheckpoint.size)))
+    finally:
+        hm.close()
+    assert signed is not None and stored is not None and signed.size <= stored
+
+
 def test_the_log_key_never_signs_a_rewritten_history(initialized, tmp_path: Path) -> None:
     populate(initialized)
     env, url = initialized.env, initialized.settings.resolved_database_url

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
 
 from registry import Accounts, ApiKey, Cameos, Conflict, Database, Generation, Generations, Role, Status
+from registry.errors import DatabaseUnavailable
 
 
 def test_migrate_is_idempotent_and_schema_is_checked(database_url: str) -> None:
@@ -107,3 +109,14 @@ def test_a_name_taken_by_a_concurrent_transaction_is_a_conflict_not_a_crash(data
         thread.join(30)
         assert isinstance(outcomes[what], Conflict), outcomes[what]
     database.dispose()
+
+
+def test_an_sqlite_data_dir_that_was_never_initialised_says_to_run_init(tmp_path: Path) -> None:
+    """Before, it said "Check HALLMARK_DATABASE_URL and that the server is running", though SQLite has no server."""
+    missing = Database(f"sqlite:///{tmp_path / 'nowhere' / 'hallmark.db'}")
+    with pytest.raises(DatabaseUnavailable) as error:
+        missing.require_schema()
+    assert "nowhere/hallmark.db" in error.value.message and "hallmark init" in (error.value.hint or "")
+    with pytest.raises(DatabaseUnavailable) as error:
+        missing.migrate()
+    assert "Cannot create the SQLite database" in error.value.message and "writable" in (error.value.hint or "")
