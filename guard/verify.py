@@ -17,7 +17,8 @@ from guard.marks.apply import detect_frames
 from guard.marks.invisible import Detection, WatermarkMethod
 from guard.media import Frame, VideoInfo, probe, read_frames
 from guard.provenance.manifest import payload_from_soft_binding_value
-from guard.provenance.reading import C2paReport, c2pa_mime_for_container, read_c2pa, validate_manifest_bytes
+from guard.provenance.reading import (C2PA_FORMATS, C2paReport, c2pa_mime_for_container, read_c2pa,
+                                      validate_manifest_bytes)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
     if mime is None:
         report = C2paReport(present=False, state="absent",
                             note=f"{media.container.split(',')[0].upper()} files cannot carry a C2PA manifest "
-                            "that c2pa-rs reads (MP4, MOV, M4V and AVI can); verified by watermark only.")
+                            f"that c2pa-rs reads ({C2PA_FORMATS} can); verified by watermark only.")
     else:
         report = read_c2pa(path, trust, mime)
     notes: list[str] = []

@@ -591,15 +591,19 @@ def test_verifications_beyond_the_slots_wait_then_get_503(released: Released) ->
     """The slots are busy (held here): a caller waits for one, and is told to retry when the wait runs out."""
     import threading
 
-    from api.routers.verify import VerifySlots
+    from api.verify_slots import VerifySlots
 
     client, app = released.client, released.client.app
     app.state.verify_slots = slots = VerifySlots(size=1, wait_seconds=0.3)
     try:
         with client.portal.wrap_async_context_manager(slots.hold()):
             busy = client.post("/v1/verify", files={"file": ("clip.mp4", released.clip.read_bytes(), "video/mp4")})
+            # Resolving by content reads the watermark too: it waits for the same slots.
+            resolving = client.post("/matches/byContent", content=released.clip.read_bytes(),
+                                    headers={"Content-Type": "video/mp4"})
         assert busy.status_code == 503 and busy.headers["retry-after"] == "15"
         assert busy.headers["content-type"].startswith("application/problem+json") and busy.json()["code"] == "busy"
+        assert resolving.status_code == 503 and resolving.json()["code"] == "busy"
 
         slots.wait_seconds = 30.0
         answers: list[int] = []

@@ -24,6 +24,7 @@ from api.context import Hallmark
 from api.deps import PUBLIC_RATE_LIMIT, HallmarkDep
 from api.problems import ApiProblem
 from api.uploads import receive_upload, temp_upload_path
+from api.verify_slots import verify_slots
 from guard.errors import InvalidInput
 from guard.marks import METHODS, WatermarkMethod, watermark_method
 from guard.marks.invisible import PAYLOAD_BYTES
@@ -166,7 +167,8 @@ async def matches_by_content(
     hint = (_require_alg(hm, hint_alg), _payload(hint_value)) if hint_alg and hint_value else None
     with temp_upload_path(hm.paths.tmp) as target:
         upload = await receive_upload(request, target, hm.settings.max_upload_bytes)
-        matches = await run_in_threadpool(_match_content, hm, upload.path, methods, hint)
+        async with verify_slots(request.app).hold():  # the same work as a verification, under the same cap
+            matches = await run_in_threadpool(_match_content, hm, upload.path, methods, hint)
     return QueryResult(matches=matches[:max_results])
 
 

@@ -41,6 +41,7 @@ def _one_large_at_a_time(path: Path | None):  # type: ignore[no-untyped-def]
         large = False
     return _large_validation if large else nullcontext()
 
+C2PA_FORMATS = "MP4, MOV, M4V, AVI, GIF, PNG and JPEG"  # the files whose manifests are read, as told to people
 # c2pa-rs reads these containers for video; others (WebM, MKV) cannot carry a manifest it understands.
 C2PA_VIDEO_SUFFIXES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".m4v": "video/x-m4v",
                        ".avi": "video/msvideo"}
@@ -152,8 +153,8 @@ def read_c2pa(path: Path, context: c2pa.Context, mime: str | None = None) -> C2p
     mime = mime or C2PA_VIDEO_SUFFIXES.get(suffix) or C2PA_IMAGE_SUFFIXES.get(suffix)
     if mime is None:
         return C2paReport(present=False, state="absent",
-                          note="This container cannot carry a C2PA manifest that c2pa-rs reads (MP4, MOV, M4V, "
-                          "AVI, GIF, PNG and JPEG can); verified by watermark only.")
+                          note=f"This container cannot carry a C2PA manifest that c2pa-rs reads ({C2PA_FORMATS} "
+                          "can); verified by watermark only.")
     try:
         with _one_large_at_a_time(path), path.open("rb") as stream:
             reader = c2pa.Reader.try_create(mime, stream, None, context)

@@ -1,0 +1,66 @@
+"""How many verifications run at once in one process, shared by every endpoint that reads an uploaded clip's
+watermark or manifest (`POST /v1/verify`, `POST /matches/byContent`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.problems import ApiProblem
+
+# A verification is CPU-bound (decoding, the detector's FFTs, C2PA hashing): running more at once than there are
+# cores only makes each slower, and unbounded, a burst of uploads would starve the rest of the API. Two at least, so
+# that one long clip does not hold up every other caller.
+VERIFY_SLOTS = max(2, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 2
+# A caller whose upload arrives while every slot is busy waits for one, as a person uploading a file expects; only
+# when the wait grows long (or too many are already waiting, each holding an upload on disk) is it told to come back.
+VERIFY_WAIT_SECONDS = 30.0
+VERIFY_MAX_WAITING = 8 * VERIFY_SLOTS
+RETRY_AFTER_SECONDS = 15
+
+
+class VerifySlots:
+    """At most `size` verifications run at once in this process; the others queue, up to `max_waiting` of them for
+    at most `wait_seconds`, and beyond that get 503 with Retry-After."""
+
+    def __init__(self, size: int = VERIFY_SLOTS, wait_seconds: float = VERIFY_WAIT_SECONDS,
+                 max_waiting: int = VERIFY_MAX_WAITING) -> None:
+        self.size = size
+        self.wait_seconds = wait_seconds
+        self.max_waiting = max_waiting
+        self._semaphore = asyncio.Semaphore(size)
+        self._waiting = 0
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        if self._semaphore.locked() and self._waiting >= self.max_waiting:
+            raise _busy()
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), self.wait_seconds)
+        except TimeoutError:
+            raise _busy() from None
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+def _busy() -> ApiProblem:
+    return ApiProblem(503, "busy", "The server is verifying as many clips as it can at once; this upload was not "
+                      "checked.", hint=f"Retry after {RETRY_AFTER_SECONDS} s.",
+                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def verify_slots(app: FastAPI) -> VerifySlots:
+    """The app's slots, made on first use (inside its event loop; each app has its own)."""
+    slots = getattr(app.state, "verify_slots", None)
+    if slots is None:
+        slots = app.state.verify_slots = VerifySlots()
+    return slots
