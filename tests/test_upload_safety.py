@@ -23,7 +23,7 @@ from PIL import Image
 from api.app import create_app
 from api.context import Hallmark
 from guard.errors import InvalidInput, KeyMaterialError, MediaError
-from guard.media import probe
+from guard.media import probe, read_frames
 from guard.provenance import build_manifest, c2pa_mime_for_container, payload_from_soft_binding_value
 from guard.provenance.keys import make_root_ca
 from tests.conftest import Initialized, initialize_at, make_settings, run_cli
@@ -151,6 +151,14 @@ def test_plain_containers_and_pictures_still_open(clip: Path, tmp_path: Path) ->
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(picture)
     assert probe(picture).container == "png_pipe"
     assert probe(clip).container.startswith("mov,mp4")
+    stream = tmp_path / "saved-from-a-stream.ts"  # MPEG-TS, as a clip saved from a live stream comes
+    with av.open(str(stream), "w", format="mpegts") as output:
+        video = output.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        for shade in range(0, 240, 20):
+            output.mux(video.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), shade, np.uint8), "rgb24")))
+        output.mux(video.encode(None))
+    assert probe(stream).container == "mpegts" and sum(1 for _ in read_frames(stream)) == 12
 
 
 # --- 3. a long filename -----------------------------------------------------------------------------------------
