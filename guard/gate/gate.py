@@ -144,7 +144,10 @@ def _with_inflections(term: Term) -> Term:
 @lru_cache(maxsize=4096)
 def word_forms(word: str) -> tuple[str, ...]:
     """Regular English inflections of `word` (-s/-es, -ed, -ing) and, for an inflected word, its base and the base's
-    other forms; only real words are kept (the lexicon the matcher already uses), so no "danc" or "punchs"."""
+    other forms; only real words are kept (the lexicon the matcher already uses), so no "danc" or "punchs".
+
+    Written here rather than taken from a stemmer (Snowball): a stemmer maps a form to a stem that is often no word
+    ("danc"), while the matcher compares whole aliases, fuzzily, so the forms themselves are what it needs."""
     if len(word) < 3 or not word.isalpha():
         return ()
     bases = {word}
