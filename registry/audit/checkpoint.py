@@ -89,7 +89,7 @@ def verifier_key(name: str, public_key: bytes) -> str:
 
 def parse_verifier_key(text: str) -> tuple[str, bytes]:
     """(name, 32-byte public key) of a `name+hex(id)+base64(0x01 || key)` verifier key string, its key ID checked."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # the base64 key may itself hold "+" (a name may not: check_name)
     if len(parts) != 3:
         raise CheckpointError("a verifier key is name+keyid+base64key")
     name, hex_id, encoded = parts
