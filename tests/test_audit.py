@@ -865,3 +865,24 @@ def test_verify_names_what_it_cannot_read(sqlite_initialized, tmp_path: Path) ->
     assert unreadable.returncode == 2 and "clip.mp4" in unreadable.stderr and "not a text file" in unreadable.stderr
     bad_key = run_cli(["audit", "verify", str(export), "--key", str(binary)], env)
     assert bad_key.returncode == 2 and "neither 32 raw bytes" in bad_key.stderr, bad_key.stderr
+
+
+def test_a_verifier_key_string_with_a_plus_in_its_base64_is_taken_as_a_key() -> None:
+    """`--key` took a string only when it held exactly two "+"; a key whose base64 holds one more (most keys) was
+    called "no such file", and the export test passed or failed by the luck of the key drawn."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from api.cli.audit import _read_given_key
+    from registry.audit.checkpoint import verifier_key
+    from registry.audit.export import read_public_key
+
+    strings = []
+    for seed in range(16):
+        public = Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32).public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        strings.append((verifier_key("log.example/test", public), public))
+    with_plus = [(text, public) for text, public in strings if text.count("+") > 2]
+    assert with_plus
+    for text, public in with_plus:
+        assert read_public_key(_read_given_key(text)) == (public, "log.example/test")

@@ -131,7 +131,7 @@ def _read_given_key(key: str) -> bytes:
     path = Path(key)
     if path.is_file():
         return path.read_bytes()
-    if key.count("+") == 2 and not path.exists():
+    if key.count("+") >= 2 and not path.exists():  # name+keyid+base64: the base64 may hold "+" itself
         return key.encode()
     fail(f"--key {key}: no such file.", hint="Pass log.pub or log.vkey as the operator published it.")
 
