@@ -101,22 +101,23 @@ class Frame:
         return Frame(buffer, key=self.key, pts=self.pts)
 
 
-# The FFmpeg demuxers a file may be read with: plain containers that read only the file itself. FFmpeg otherwise
-# picks a demuxer by the file's bytes and name, and some open other files or URLs the file lists (hls: a .m3u8
-# playlist names segments at any local path or URL; concat, image2 sequences, dash and others do the same), which
-# an uploaded file must never make the server do. An allow-list fails closed for demuxers added in a new FFmpeg.
+# The FFmpeg demuxers a file may be read with: containers and elementary streams that read only the file itself.
+# FFmpeg otherwise picks a demuxer by the file's bytes and name, and some open other files or URLs the file lists
+# (hls: a .m3u8 playlist names segments at any local path or URL; concat, image2 sequences, dash and others do the
+# same), which an uploaded file must never make the server do. An allow-list fails closed for demuxers added in a
+# new FFmpeg. Besides MP4/MOV, Matroska/WebM and AVI it holds what cameras, broadcasts and older tools still write:
+# MPEG-TS (a clip saved from a live stream), MPEG-PS (.mpg, .vob), FLV, ASF (.wmv), Ogg, MXF and raw H.264/H.265.
 # PNG and JPEG stills are read so that they can be refused as "a picture, not a video" with a reason of their own.
-# What `_open_for_reading` lets FFmpeg open (an allow-list: HLS and concat would open other files or URLs). MPEG-TS
-# is in it because a clip saved from a live stream or a broadcast comes as .ts.
-VIDEO_DEMUXERS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "mpegts", "gif", "png_pipe",
-                  "jpeg_pipe")
+VIDEO_DEMUXERS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "mpegts", "mpeg", "flv",
+                  "asf", "ogg", "mxf", "h264", "hevc", "gif", "png_pipe", "jpeg_pipe")
 # FFmpeg demuxers that render text or character art as video (a .txt, .nfo or .ans file opens as "tty" and decodes
 # into frames of glyphs). Such a file is not a clip: verifying it would report "no watermark" on something that was
 # never a video, so it is refused like any other unreadable input (after opening, to say why).
 TEXT_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
 # Only those demuxers, and only the local file: no protocol can be reached from inside the file either.
 _OPEN_OPTIONS = {"format_whitelist": ",".join((*VIDEO_DEMUXERS, *sorted(TEXT_DEMUXERS))), "protocol_whitelist": "file"}
-SUPPORTED_INPUTS = "Supported inputs are MP4, MOV, M4V, AVI, MKV, WebM and MPEG-TS videos, and GIF."
+SUPPORTED_INPUTS = ("Supported inputs are videos in MP4, MOV, M4V, MKV, WebM, AVI, MPEG-TS, MPEG-PS, FLV, WMV, Ogg or "
+                    "MXF files, raw H.264/H.265 streams, and GIF.")
 
 
 def _open_for_reading(path: Path) -> av.container.InputContainer:

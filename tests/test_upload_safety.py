@@ -151,14 +151,26 @@ def test_plain_containers_and_pictures_still_open(clip: Path, tmp_path: Path) ->
     Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(picture)
     assert probe(picture).container == "png_pipe"
     assert probe(clip).container.startswith("mov,mp4")
-    stream = tmp_path / "saved-from-a-stream.ts"  # MPEG-TS, as a clip saved from a live stream comes
-    with av.open(str(stream), "w", format="mpegts") as output:
-        video = output.add_stream("libx264", rate=12)
+
+
+@pytest.mark.parametrize(("name", "muxer", "codec"), [
+    ("saved-from-a-stream.ts", "mpegts", "libx264"),  # as a clip saved from a live stream comes
+    ("camcorder.mpg", "mpeg", "mpeg2video"),
+    ("old-tool.flv", "flv", "flv"),
+    ("windows.wmv", "asf", "wmv2"),
+    ("broadcast.mxf", "mxf", "mpeg2video"),
+    ("elementary.h264", "h264", "libx264"),
+])
+def test_other_plain_video_formats_open(tmp_path: Path, name: str, muxer: str, codec: str) -> None:
+    """The allow-list of demuxers first left these out, although they read only their own file."""
+    path = tmp_path / name
+    with av.open(str(path), "w", format=muxer) as output:
+        video = output.add_stream(codec, rate=25)
         video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
         for shade in range(0, 240, 20):
             output.mux(video.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), shade, np.uint8), "rgb24")))
         output.mux(video.encode(None))
-    assert probe(stream).container == "mpegts" and sum(1 for _ in read_frames(stream)) == 12
+    assert probe(path).container == muxer and sum(1 for _ in read_frames(path)) == 12
 
 
 # --- 3. a long filename -----------------------------------------------------------------------------------------
