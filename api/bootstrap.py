@@ -87,13 +87,22 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
 def _sign_checkpoint(settings: Settings, result: InitResult) -> None:
     """Sign a checkpoint of the log as it now is. This also writes keys/log.state, the copy outside the database
     of what the log key last signed, so an install upgraded from before that file existed is protected from its
-    first `init`; and it refuses (an integrity error) if the stored log no longer extends what was signed."""
-    from api.audit import checkpoint
+    first `init`. When the stored log no longer extends what was signed (a restored or replaced database, or a
+    rewritten one), nothing is signed and `init` says so, but still finishes: the rest of the set-up, such as a
+    new admin key that is shown only now, must not be lost to it."""
+    from api.audit import checkpoint, state_file
     from api.context import Hallmark
+    from registry.audit.tree import AuditIntegrityError
 
     hm = Hallmark(settings)
     try:
         signed = checkpoint(hm)
+    except AuditIntegrityError as exc:
+        result.warnings.append(
+            f"The audit log was not checkpointed: {exc.message} If this database was replaced on purpose (a new "
+            f"log under the same key), move {state_file(hm)} away; otherwise restore the database from a backup "
+            "and run `hallmark audit verify --database`.")
+        return
     finally:
         hm.close()
     result.created.append(f"audit log checkpoint (size {signed.size})")

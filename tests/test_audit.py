@@ -886,3 +886,23 @@ def test_a_verifier_key_string_with_a_plus_in_its_base64_is_taken_as_a_key() -> 
     assert with_plus
     for text, public in with_plus:
         assert read_public_key(_read_given_key(text)) == (public, "log.example/test")
+
+
+def test_init_on_a_replaced_database_shows_the_new_admin_key_and_says_the_log_was_not_checkpointed(
+        tmp_path: Path) -> None:
+    """A fresh database beside a data dir whose log key already signed a longer log: `init` used to create the
+    admin, then fail on the checkpoint, so the admin's key (shown once) was never shown."""
+    import os
+
+    data = tmp_path / "data"
+    env = {**os.environ, "HALLMARK_DATA_DIR": str(data), "PYTHONPATH": str(ROOT)}
+    for name in ("HALLMARK_CONFIG", "HALLMARK_DATABASE_URL"):
+        env.pop(name, None)
+    assert run_cli(["init"], env).returncode == 0
+    assert run_cli(["accounts", "create", "zed"], env).returncode == 0
+    assert run_cli(["audit", "checkpoint"], env).returncode == 0
+    (data / "hallmark.db").rename(tmp_path / "old.db")
+    again = run_cli(["init"], env)
+    assert again.returncode == 0, again.stderr
+    assert "Admin API key" in again.stdout and "hm_" in again.stdout
+    assert "The audit log was not checkpointed" in again.stdout and "log.state away" in again.stdout

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         for item in result.kept:
             out.print(f"  [dim]kept[/]    {item}")
         for warning in result.warnings:
-            out.print(f"  [yellow]note[/]    {warning}")
+            out.print(f"  [yellow]warning[/] {warning}")
         if result.admin_key:
             out.print("\n[bold yellow]Admin API key (shown once, store it now):[/]")
             out.print(f"  {result.admin_key}")
