@@ -35,6 +35,11 @@ class VerifySlots:
         self._semaphore = asyncio.Semaphore(size)
         self._waiting = 0
 
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a slot now."""
+        return self._waiting
+
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
         if self._semaphore.locked() and self._waiting >= self.max_waiting:

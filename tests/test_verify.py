@@ -610,8 +610,10 @@ def test_verifications_beyond_the_slots_wait_then_get_503(released: Released) ->
         with client.portal.wrap_async_context_manager(slots.hold()):
             waiting = threading.Thread(target=lambda: answers.append(verify_status(released)))
             waiting.start()
-            time.sleep(0.5)
-            assert answers == [], "it waits while the slot is held"
+            deadline = time.monotonic() + 60
+            while slots.waiting == 0 and time.monotonic() < deadline:  # its upload arrived; it waits for the slot
+                time.sleep(0.05)
+            assert slots.waiting == 1 and answers == [], "it waits while the slot is held"
         waiting.join(timeout=120)
         assert answers == [200]
     finally:
