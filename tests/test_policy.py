@@ -147,7 +147,8 @@ def person_gate(policy: Policy) -> Gate:
 @pytest.mark.parametrize("prompt,person", [
     ("Obama walking his dog", "Barack Obama"), ("obama walking his dog", "Barack Obama"),
     ("Trump giving a speech at a rally", "Donald Trump"), ("Biden eating ice cream", "Joe Biden"),
-    ("Musk on Mars", "Elon Musk"), ("a photo of Musk", "Elon Musk"), ("Mu$k on Mars", "Elon Musk"),
+    ("Robots built by Musk on Mars", "Elon Musk"), ("a photo of Musk", "Elon Musk"), ("Mu$k on Mars", "Elon Musk"),
+    ("a photo of MUSK", "Elon Musk"), ("M u s k on Mars", "Elon Musk"), ("Elon on Mars", "Elon Musk"),
     ("Taylor Alison Swift singing", "Taylor Swift"),
     ("Pope Leo blessing a crowd", "Pope Leo XIV"),
     ("奥巴马在演讲", "Barack Obama"), ("ترامب يرقص", "Donald Trump"), ("特朗普跳舞", "Donald Trump"),
@@ -169,6 +170,17 @@ def test_a_protected_persons_distinctive_name_or_translation_is_denied(person_ga
 ])
 def test_everyday_words_inside_protected_names_pass(person_gate: Gate, prompt: str) -> None:
     assert person_gate.check(GateRequest("alice", prompt)).allowed, prompt
+
+
+@pytest.mark.parametrize("prompt", [
+    "A musk ox in the snow",  # fuzzy on "A musk", judged on the whole span: before, denied at 0.833
+    "Musky scent candle",  # a near miss of a capitalised name is weak evidence only
+    "Musk ox grazing in the tundra", "Musk melon on a plate", "Musk deer in the forest",  # a sentence's first word
+    "Snow at dawn. Musk oxen graze", "MUSK OX HERD", "A Musk Ox In The Snow",  # capitals that say nothing
+])
+def test_a_capitalised_name_counts_only_where_its_capital_says_so(person_gate: Gate, prompt: str) -> None:
+    decision = person_gate.check(GateRequest("alice", prompt))
+    assert decision.allowed, (prompt, [(r.subject, r.evidence) for r in decision.reasons])
 
 
 def test_a_distinctive_name_must_be_one_word(policy_copy: Path) -> None:

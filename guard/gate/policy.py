@@ -93,8 +93,8 @@ class PersonsMatcher:
     plainly typed alias that is an everyday word (in the model's word list) as weak evidence, which is right for a
     work called "Frozen" but let "Obama walking his dog" through, and scores any other word in full, which denies "a
     musk ox". So an exact hit on a `distinctive_names` word counts in full however it is written, and one on a
-    `capitalised_names` word counts in full unless typed plainly in lower case, when it (or a near miss of it) is
-    weak evidence only."""
+    `capitalised_names` word counts in full only where it is written as a name (see `_written_as_a_name`); anywhere
+    else, and as a near miss ("Musky", "A musk"), it is weak evidence only."""
 
     matcher: TermMatcher
     distinctive: frozenset[tuple[str, str]]  # (person id, name as listed)
@@ -102,22 +102,50 @@ class PersonsMatcher:
     weak_score: float
 
     def match(self, query: Query) -> list[Match]:
-        return [self._rescored(m) for m in self.matcher.match(query)]
+        return [self._rescored(m, query.prompt) for m in self.matcher.match(query)]
 
-    def _rescored(self, match: Match) -> Match:
+    def _rescored(self, match: Match, prompt: str) -> Match:
         name = (match.key, match.matched)
         if match.kind == "exact" and name in self.distinctive:
             return replace(match, score=1.0)
-        if name in self.capitalised and _plain_lower_case(match.text or ""):  # "a musk ox", also as a near miss
+        if name in self.capitalised:
+            if match.kind == "exact" and _written_as_a_name(prompt, match.span, match.matched):
+                return replace(match, score=1.0)
             return replace(match, score=min(match.score, self.weak_score))
-        if match.kind == "exact" and name in self.capitalised:
-            return replace(match, score=1.0)
         return match
 
 
-def _plain_lower_case(typed: str) -> bool:
-    """Typed as an ordinary word: lower-case ASCII letters and spaces only (no capital, digit, symbol or homoglyph)."""
-    return bool(typed.strip()) and all(char == " " or (char.isascii() and char.islower()) for char in typed)
+# Characters after which a word starts a sentence (a line break does too).
+SENTENCE_OPENERS = '.!?:;"\'(\u201c\u2018[-*\u2022'
+
+
+def _written_as_a_name(prompt: str, span: tuple[int, int] | None, name: str) -> bool:
+    """Whether an exact hit on a `capitalised_names` word ("Musk") names the person rather than the everyday word
+    ("musk ox", "Musk melon"). The letter case judged is that of the name's own characters (a fuzzy span such as
+    "A musk" never gets here); the rest of the prompt only says whether a capital there means anything:
+
+    - disguised (anything but its plain letters in some letter case: "Mu$k", "M u s k", a Cyrillic "М"): a name,
+      since nobody disguises the word for a scent;
+    - otherwise only a capital that carries information counts: the word is capitalised (or in capitals), not the
+      first word of a sentence (where every word is capitalised: "Musk ox grazing", and so "Musk on Mars" is not
+      caught by this name alone), and the prompt has some other word starting in lower case (in an all-capitals
+      or Title Case prompt, "A Musk Ox In The Snow", letter case says nothing)."""
+    if span is None:
+        return False
+    start, end = span
+    typed = prompt[start:end]
+    if typed.casefold() != name.casefold():
+        return True
+    if not typed[:1].isupper() or _starts_sentence(prompt, start):
+        return False
+    rest = prompt[:start] + " " + prompt[end:]
+    return any(word[:1].islower() for word in re.findall(r"[^\W\d_]+", rest) if len(word) > 1)
+
+
+def _starts_sentence(prompt: str, start: int) -> bool:
+    before = prompt[:start]
+    stripped = before.rstrip()
+    return not stripped or stripped[-1] in SENTENCE_OPENERS or "\n" in before[len(stripped):]
 
 
 @dataclass
