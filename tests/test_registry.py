@@ -105,10 +105,29 @@ def test_a_name_taken_by_a_concurrent_transaction_is_a_conflict_not_a_crash(data
             create(first)  # inserted, not committed: the second insert waits on the unique index
             thread = threading.Thread(target=second, args=(what, create))
             thread.start()
-            time.sleep(0.5)
+            # Commit only once the second insert waits on the unique index (past its own "is it free?" check), so
+            # the IntegrityError path is what runs, not the ordinary check finding the committed row.
+            assert _wait_for_a_lock_wait(database), "the second insert never waited on the first"
         thread.join(30)
         assert isinstance(outcomes[what], Conflict), outcomes[what]
     database.dispose()
+
+
+def _wait_for_a_lock_wait(database: Database, seconds: float = 30.0) -> bool:
+    """True once another session of this database waits for a lock (PostgreSQL's pg_stat_activity)."""
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + seconds
+    with database.engine.connect() as monitor:
+        while time.monotonic() < deadline:
+            waiting = monitor.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")).scalar_one()
+            monitor.rollback()  # the activity view is a snapshot per transaction: take a fresh one next time
+            if waiting:
+                return True
+            time.sleep(0.05)
+    return False
 
 
 def test_an_sqlite_data_dir_that_was_never_initialised_says_to_run_init(tmp_path: Path) -> None:
