@@ -126,7 +126,9 @@ class Generations:
     def requeue_stale(self, older_than: datetime) -> list[tuple[str, str | None]]:
         """Jobs left running or marking by a process that stopped (no heartbeat since `older_than`) go back to
         the queue; they restart from the beginning, nothing of theirs was released. Returns (id, the worker whose
-        attempt died) of each, from the same atomic UPDATE, for the caller to log."""
+        attempt died) of each, for the caller to log: the stale rows are read and locked (SELECT … FOR UPDATE, which
+        SQLite ignores), then updated only if still stale, so a job whose worker came back in between stays with
+        it, and what is returned is exactly what was requeued (UPDATE … RETURNING)."""
         stale = (col(Generation.status).in_([Status.running, Status.marking]),
                  col(Generation.updated_at) < older_than)
         dead = {row.id: row.worker for row in self.session.execute(
