@@ -242,13 +242,11 @@ def check_signing_credential(chain_pem: bytes, key_pem: bytes | None, alg: str |
     if not usable:
         problems.append(f"the signing certificate holds {_key_kind(leaf.public_key())}, which C2PA cannot sign with "
                         "(it takes ECDSA P-256/P-384/P-521, Ed25519 or RSA-PSS)")
-    elif alg is not None and alg.lower() not in usable:
+    wrong_alg = bool(usable) and alg is not None and alg.lower() not in usable
+    if wrong_alg:
         # Caught here, with the setting to change: c2pa-rs would refuse the key with "unsupported algorithm OID".
-        raise KeyMaterialError(
-            f"The signing certificate holds {_key_kind(leaf.public_key())}, which signs as {' or '.join(usable)}, "
-            f"but HALLMARK_SIGNER_ALG is {alg}.",
-            hint=f"Set HALLMARK_SIGNER_ALG={usable[0]} (environment or hallmark.toml) for every Hallmark process, "
-                 "then import again.", status=422)
+        problems.append(f"the signing certificate holds {_key_kind(leaf.public_key())}, which signs as "
+                        f"{' or '.join(usable)}, but HALLMARK_SIGNER_ALG is {alg}")
     if leaf.not_valid_before_utc > now:
         problems.append(f"the signing certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}")
     for issued, issuer in zip(chain, chain[1:]):
@@ -268,7 +266,11 @@ def check_signing_credential(chain_pem: bytes, key_pem: bytes | None, alg: str |
                                          serialization.PublicFormat.SubjectPublicKeyInfo) != public:
             problems.append("the private key does not belong to the signing certificate")
     if problems:
+        hint = ("C2PA needs an end-entity certificate with digitalSignature, an EKU, an Authority Key Identifier and "
+                "O= in its subject, and its matching key.")
+        if wrong_alg and len(problems) == 1:
+            hint = (f"Set HALLMARK_SIGNER_ALG={usable[0]} (environment or hallmark.toml) for every Hallmark process, "
+                    "then import again.")
         raise KeyMaterialError("The signing credential cannot be used for C2PA: " + "; ".join(problems) + ".",
-                               hint="C2PA needs an end-entity certificate with digitalSignature, an EKU, an "
-                               "Authority Key Identifier and O= in its subject, and its matching key.", status=422)
+                               hint=hint, status=422)
     return leaf
