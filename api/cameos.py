@@ -664,18 +664,20 @@ def withdraw(hm: Hallmark, actor: Account, cameo_id: str, generation_id: str) ->
 
 # --- appearances written by the generation pipeline (in its transactions) -------------------------------------
 def record_mentions(session: Session, generation: Generation, request: GateRequest, decision: Decision,
-                    reference_faces: list[OutputFinding] = ()) -> None:  # type: ignore[assignment]
+                    reference_faces: list[OutputFinding] = (),  # type: ignore[assignment]
+                    hidden_cameo_ids: frozenset[str] = frozenset()) -> None:
     """At submit: every registered cameo the request names or its reference image shows, allowed or denied, with
-    the reasons about it."""
+    the reasons about it (when none is, the request's reasons). `hidden_cameo_ids`: the cameos the decision's
+    anonymous `likeness_without_consent` reasons were made for (api/likeness.py FaceDecision)."""
     cameos = Cameos(session)
     appearances_repo = Appearances(session)
     outcome = "allowed" if decision.allowed else "denied"
     for finding in reference_faces:
         if finding.match.kind != SubjectKind.cameo:
             continue
-        reasons = [r.code for r in decision.reasons if r.subject == finding.match.label]
+        reasons = _face_reasons(decision, finding, hidden_cameo_ids)
         appearances_repo.record(finding.match.subject_id, generation.id, generation.requester_id,
-                                AppearanceKind.reference_image, outcome, reasons or [r.code for r in decision.reasons],
+                                AppearanceKind.reference_image, outcome, reasons or _request_reasons(decision),
                                 similarity=finding.match.similarity)
     for handle in mentioned_handles(request):
         cameo = cameos.by_handle(handle)
@@ -684,12 +686,13 @@ def record_mentions(session: Session, generation: Generation, request: GateReque
         reasons = [r.code for r in decision.reasons if r.subject == f"@{cameo.handle}"]
         appearances_repo.record(cameo.id, generation.id, generation.requester_id, AppearanceKind.mention,
                                 "allowed" if decision.allowed else "denied",
-                                reasons or [r.code for r in decision.reasons])
+                                reasons or _request_reasons(decision))
 
 
 def record_release(session: Session, generation: Generation, request: GateRequest, findings: list[OutputFinding],
-                   decision: Decision) -> None:
-    """At release: every cameo the request named or the output showed, released or withheld."""
+                   decision: Decision, hidden_cameo_ids: frozenset[str] = frozenset()) -> None:
+    """At release: every cameo the request named or the output showed, released or withheld, with the reasons
+    about it. `hidden_cameo_ids`: as for record_mentions."""
     cameos = Cameos(session)
     appearances_repo = Appearances(session)
     outcome = "released" if decision.allowed else "withheld"
@@ -698,11 +701,9 @@ def record_release(session: Session, generation: Generation, request: GateReques
         if finding.match.kind != SubjectKind.cameo:
             continue
         seen.add(finding.match.subject_id)
-        # A reason about a face the requester may not use names nobody (api/likeness.py), so that the requester
-        # does not learn whose it is: the owner's record of the appearance still gets it.
-        reasons = [r.code for r in decision.reasons if r.subject in (finding.match.label, None)]
         appearances_repo.record(finding.match.subject_id, generation.id, generation.requester_id,
-                                AppearanceKind.output, outcome, reasons, similarity=finding.match.similarity)
+                                AppearanceKind.output, outcome, _face_reasons(decision, finding, hidden_cameo_ids),
+                                similarity=finding.match.similarity)
     for handle in mentioned_handles(request):
         cameo = cameos.by_handle(handle)
         if cameo is None or cameo.id in seen:
@@ -710,6 +711,25 @@ def record_release(session: Session, generation: Generation, request: GateReques
         reasons = [r.code for r in decision.reasons if r.subject == f"@{cameo.handle}"]
         appearances_repo.record(cameo.id, generation.id, generation.requester_id, AppearanceKind.mention,
                                 outcome, reasons)
+
+
+WITHOUT_CONSENT = "likeness_without_consent"
+
+
+def _face_reasons(decision: Decision, finding: OutputFinding, hidden_cameo_ids: frozenset[str]) -> list[str]:
+    """The reasons about one cameo's face: those naming its handle, and the anonymous `likeness_without_consent`
+    only when it was made for this face. That reason names nobody (so that the requester does not learn whose
+    face it is); given to every cameo found, it told an owner who had consented that their face was refused."""
+    reasons = [r.code for r in decision.reasons if r.subject == finding.match.label]
+    if finding.match.subject_id in hidden_cameo_ids and WITHOUT_CONSENT not in reasons:
+        reasons.append(WITHOUT_CONSENT)
+    return reasons
+
+
+def _request_reasons(decision: Decision) -> list[str]:
+    """The request's reasons, for a cameo none of them is about: without the anonymous refusals of other people's
+    faces, which the owner would read as being about theirs."""
+    return [r.code for r in decision.reasons if not (r.code == WITHOUT_CONSENT and r.subject is None)]
 
 
 def protected_cameo_links(session: Session, findings: list[OutputFinding]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from api import cameos as cameo_records
 from api.context import Hallmark
-from api.likeness import OUTPUT, REFERENCE_IMAGE, decide_with_faces, reference_findings, reference_rgb
+from api.likeness import OUTPUT, REFERENCE_IMAGE, FaceDecision, face_decision, reference_findings, reference_rgb
 from api.works import decode_base64
 from api.schemas import GenerationCreate, check_limits
 from generator import GeneratedVideo, GeneratorError, VideoRequest
@@ -75,7 +75,8 @@ def submit(hm: Hallmark, requester: Account, request: GenerationCreate, *,
     with hm.db.session() as session:
         gated = gate_request(requester.id, prompt, request.cameos, commercial=request.commercial,
                              reference_image=reference)
-        decision = decide_with_faces(hm, session, gated, faces, REFERENCE_IMAGE)
+        faced = face_decision(hm, session, gated, faces, REFERENCE_IMAGE)
+        decision = faced.decision
         generation = Generations(session).add(Generation(
             requester_id=requester.id,
             prompt=prompt,
@@ -100,7 +101,7 @@ def submit(hm: Hallmark, requester: Account, request: GenerationCreate, *,
             reasons=[reason.code for reason in decision.reasons], cameo_ids=decision.cameo_ids,
             personal=_reason_details(decision),
         )
-        cameo_records.record_mentions(session, generation, gated, decision, faces)
+        cameo_records.record_mentions(session, generation, gated, decision, faces, faced.hidden_cameo_ids)
         if reference is not None and decision.allowed:
             # Kept only while the job may run (the backend needs it; release re-checks its faces). Written before
             # the commit: if this fails, the record is rolled back with it.
@@ -269,7 +270,7 @@ def _scan_output_for_likeness(hm: Hallmark, video: GeneratedVideo) -> list[Outpu
 
 
 def _release_decision(hm: Hallmark, session, generation: Generation,  # type: ignore[no-untyped-def]
-                      findings: list[OutputFinding]) -> tuple[GateRequest, Decision]:
+                      findings: list[OutputFinding]) -> tuple[GateRequest, FaceDecision]:
     """The gate again, now, with every cameo found on the output (see api/likeness.py) and those on the reference
     image counted as requested: consent revoked since submit stops the release."""
     reference = _reference_bytes(hm, generation)
@@ -277,7 +278,7 @@ def _release_decision(hm: Hallmark, session, generation: Generation,  # type: ig
     requested = gate_request(generation.requester_id, generation.prompt,
                              [*generation.params.get("cameos", []), *on_reference],
                              commercial=bool(generation.params.get("commercial", False)), reference_image=reference)
-    return requested, decide_with_faces(hm, session, requested, findings, OUTPUT)
+    return requested, face_decision(hm, session, requested, findings, OUTPUT)
 
 
 def _check_release(hm: Hallmark, signed: Path) -> str:
@@ -298,8 +299,9 @@ def _release(hm: Hallmark, generation_id: str, worker: str, signed: Path, final:
     with hm.db.session() as session:
         generations = Generations(session)
         generation = generations.get(generation_id)
-        requested, decision = _release_decision(hm, session, generation, findings)
-        cameo_records.record_release(session, generation, requested, findings, decision)
+        requested, faced = _release_decision(hm, session, generation, findings)
+        decision = faced.decision
+        cameo_records.record_release(session, generation, requested, findings, decision, faced.hidden_cameo_ids)
         if not decision.allowed:
             generation.decision = {**generation.decision, "release": decision.as_dict()}
             generations.set_status(generation, Status.withheld, error="Consent no longer holds at release: " +

@@ -62,6 +62,12 @@ class FaceDecision:
     decision: Decision
     hidden: list[OutputFinding]  # refused cameos the requester was not told of (see output_decision)
 
+    @property
+    def hidden_cameo_ids(self) -> frozenset[str]:
+        """The cameos the decision's anonymous `likeness_without_consent` reasons were made for: only their owners'
+        records get that reason (it names nobody, so the decision alone cannot say whose face it is about)."""
+        return frozenset(finding.match.subject_id for finding in self.hidden)
+
 
 def face_decision(hm: Hallmark, session: Session, request: GateRequest, findings: list[OutputFinding], where: str,
                   *, reveal: bool = False) -> FaceDecision:
@@ -88,9 +94,3 @@ def face_decision(hm: Hallmark, session: Session, request: GateRequest, findings
                      gate_reasons=[r.code for r in gated.reasons if r.subject == finding.match.label],
                      personal={"handle": finding.match.label})
     return FaceDecision(decision, hidden)
-
-
-def decide_with_faces(hm: Hallmark, session: Session, request: GateRequest, findings: list[OutputFinding],
-                      where: str) -> Decision:
-    """The decision for `request` once the faces in `findings` are known (see face_decision)."""
-    return face_decision(hm, session, request, findings, where).decision

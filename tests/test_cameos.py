@@ -27,7 +27,7 @@ from api import generation as pipeline
 from api.context import Hallmark
 from api.schemas import GenerationCreate
 from tests.conftest import Initialized, make_settings, run_cli
-from tests.face_clips import challenge_clip, frame_of, no_face_clip, still_clip, two_face_clip
+from tests.face_clips import challenge_clip, face_crop, frame_of, no_face_clip, still_clip, two_face_clip
 from registry import (Accounts, AuditLog, Cameo, CameoChallenge, CameoStatus, FaceTemplate, FaceTemplates, Role,
                       Status, SubjectKind, Visibility)
 from registry.clock import utcnow
@@ -274,6 +274,44 @@ def enroll_astronaut(hm: Hallmark, tmp_path: Path, owner: str, handle: str = "as
         admin = next(a for a in Accounts(session).list() if a.role == Role.admin)
     return service.enroll_by_operator(hm, admin, handle=handle, owner_name=owner, video=None, images=[photo],
                                       evidence="model release on file", **kwargs).id
+
+
+def test_a_withheld_output_tells_each_owner_only_the_reasons_about_their_own_face(
+        sqlite_initialized: Initialized, media_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An output showing two cameos: erin's, shared with everyone, and carol's, which dave may not use. The clip is
+    withheld with one anonymous likeness_without_consent; only carol's record of the appearance gets it (before,
+    every reason without a subject was copied onto every cameo found, so erin read that her face was refused)."""
+    init = sqlite_initialized
+    enroll_signer(init.env, media_dir, "signer", owner="carol", requester="dave")
+    assert run_cli(["accounts", "create", "erin"], init.env).returncode == 0
+    settings = settings_for(init, generator="tests.footage_generator:FootageGenerator")
+    hm = Hallmark(settings)
+    try:
+        astro_id = enroll_astronaut(hm, tmp_path, "erin", visibility=Visibility.everyone)
+        signer_id = hm_cameo_id(hm, "signer")
+        # The signer (another clip of him) beside the astronaut's face, 512 x 256: the footage backend returns
+        # the whole frame when it is the requested size.
+        both = np.hstack([face_crop(media_dir, "asl-help.mkv", 0, size=(256, 256)),
+                          skimage.data.astronaut()[20:276, 93:349]])
+        monkeypatch.setenv("HALLMARK_TEST_FOOTAGE", str(still_clip(both, tmp_path / "two-cameos.mp4")))
+        with hm.db.session() as session:
+            accounts = Accounts(session)
+            carol, dave, erin = (accounts.require_by_name(name) for name in ("carol", "dave", "erin"))
+        request = GenerationCreate(prompt="two people talking", frames=12, fps=6.0, width=512, height=256, seed=1)
+        withheld = pipeline.run(hm, pipeline.submit(hm, dave, request).id)
+        assert withheld.status == Status.withheld
+        assert [(r["code"], r["subject"]) for r in withheld.decision["release"]["reasons"]] == [
+            ("likeness_without_consent", None)]
+
+        [carols] = service.appearances(hm, carol, signer_id)
+        [erins] = service.appearances(hm, erin, astro_id)
+        assert (carols.generation_id, carols.how, carols.reasons) == (
+            withheld.id, ["output"], ["likeness_without_consent"])
+        assert (erins.generation_id, erins.how, erins.status) == (withheld.id, ["output"], "withheld")
+        assert "likeness_without_consent" not in erins.reasons, erins.reasons
+    finally:
+        hm.close()
 
 
 def test_revoking_a_cameo_stops_a_queued_generation(client: TestClient, initialized: Initialized,
