@@ -7,9 +7,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from guard.gate import GateRequest, Policy
+from guard.gate.facts import CameoFacts
+from guard.gate.gate import Gate, word_forms
+from guard.gate.memory import MemoryDirectory
 from policies import POLICY_DIR
 from registry import Accounts, Cameo, Cameos, CameoStatus, Database, Visibility
 from tests.conftest import generation_count
@@ -92,6 +97,57 @@ def test_restrictions_cover_inflections_and_unknown_categories_are_refused(
                        "@alice at two political rallies"):
             assert not allowed(prompt), prompt  # before: only the exact word counted
         assert allowed("@alice eating lunch") and allowed("@alice in a new dress")
+
+
+# --- inflections, through the whole gate: the owner's word and its regular forms, not words that merely look alike
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return Policy.load(POLICY_DIR)
+
+
+def _allowed(policy: Policy, prompt: str, terms: tuple[str, ...] = (), categories: tuple[str, ...] = ()) -> bool:
+    directory = MemoryDirectory(settings=policy.match_settings)
+    directory.cameos = {"ann": CameoFacts("c1", "ann", "alice", "everyone", frozenset(), revoked=False, verified=True,
+                                          restricted_terms=terms, restricted_categories=categories)}
+    return Gate(directory, policy).check(GateRequest("alice", prompt)).allowed
+
+
+@pytest.mark.parametrize("terms,categories,prompt", [
+    (("herring",), (), "@ann hugs her dog"),  # "herring" was taken for her + -ing
+    (("evening",), (), "@ann even smiles at the camera"),
+    (("rated",), (), "@ann feeds a pet rat"),  # rat + -ed
+    (("wicked",), (), "@ann trims a candle wick"),
+    ((), ("violence",), "@ann sells her wares at the market"),  # "war" + -es
+    ((), ("drugs",), "@ann and the other heroines of the film"),  # "heroin" + -es
+    ((), ("gambling",), "@ann meets her friend Bette"),  # "betting" - ing + e
+])
+def test_restrictions_do_not_catch_words_that_only_look_inflected(policy: Policy, terms: tuple[str, ...],
+                                                                  categories: tuple[str, ...], prompt: str) -> None:
+    assert _allowed(policy, prompt, terms, categories), prompt  # before: denied
+
+
+@pytest.mark.parametrize("terms,categories,prompt", [
+    (("punch",), (), "@ann punching a man"), (("punch",), (), "@ann punched him"),
+    (("punch",), (), "@ann throws two punches"), (("clowns",), (), "@ann dressed as a clown"),
+    (("political rally",), (), "@ann at two political rallies"), (("evening",), (), "@ann on summer evenings"),
+    ((), ("violence",), "@ann stabs a melon"), ((), ("violence",), "@ann in two wars"),
+    ((), ("political",), "@ann voting early"), ((), ("drugs",), "@ann selling a drug"),
+])
+def test_restrictions_cover_the_owners_words_regular_forms(policy: Policy, terms: tuple[str, ...],
+                                                          categories: tuple[str, ...], prompt: str) -> None:
+    assert not _allowed(policy, prompt, terms, categories), prompt
+
+
+@pytest.mark.parametrize("word,forms", [
+    ("punch", ("punched", "punches", "punching")), ("stab", ("stabbed", "stabbing", "stabs")),
+    ("rally", ("rallied", "rallies", "rallying")), ("vote", ("voted", "votes", "voting")),
+    ("clowns", ("clown",)), ("drugs", ("drug",)), ("war", ("warring", "wars")),
+    ("herring", ("herrings",)), ("evening", ("evenings",)),  # never stripped: no "her", "even"
+    ("rated", ()), ("wicked", ()), ("betting", ()), ("heroin", ()),  # no "rat", "wick", "bette", "heroines"
+    ("news", ()),  # "new" is too short a singular to trust
+])
+def test_word_forms_are_made_from_the_owners_word_by_regular_rules(word: str, forms: tuple[str, ...]) -> None:
+    assert word_forms(word) == forms
 
 
 def _policies_naming_a_cameo(target: Path) -> Path:

@@ -20,8 +20,7 @@ from guard.gate.decision import Decision, Reason
 from guard.gate.directory import GateDirectory
 from guard.gate.facts import CameoFacts, GateFacts, PersonFacts, RequestFacts, Subject
 from guard.gate.matching import Match, Query, Term, best_by_key, match_terms, open_image
-from guard.gate.matching.lexicon import known_words
-from guard.gate.matching.normalize import fold
+from guard.gate.matching.lexicon import KNOWN_WORD_ZIPF
 from guard.gate.policy import Policy, restriction_terms
 
 log = logging.getLogger("hallmark.gate")
@@ -141,34 +140,68 @@ def _with_inflections(term: Term) -> Term:
     return replace(term, aliases=tuple(aliases))
 
 
+VOWELS = frozenset("aeiou")
+# A generated form is kept only if it is an English word at least this common (Zipf, as in the matcher's lexicon):
+# English only, because the forms are English ones, and this rejects "punchs" or "heroins".
+ENGLISH_FORM_ZIPF = KNOWN_WORD_ZIPF["en"]
+
+
 @lru_cache(maxsize=4096)
 def word_forms(word: str) -> tuple[str, ...]:
-    """Regular English inflections of `word` (-s/-es, -ed, -ing) and, for an inflected word, its base and the base's
-    other forms; only real words are kept (the lexicon the matcher already uses), so no "danc" or "punchs".
+    """Other forms of an owner's restriction word: its regular English inflections (`_inflections`), and for a plain
+    plural its singular ("clowns" -> "clown"); only English words are kept, so no "danc" or "punchs".
+
+    Forms are only ever made *from* the owner's word: nothing is un-inflected except a plain plural -s that the
+    singular re-inflects to exactly. Taking "-ing"/"-ed" off the owner's word ("herring" -> "her", "rated" -> "rat",
+    "betting" -> "bette") or adding "-es" to any word ("war" -> "wares") made ordinary words restricted.
 
     Written here rather than taken from a stemmer (Snowball): a stemmer maps a form to a stem that is often no word
     ("danc"), while the matcher compares whole aliases, fuzzily, so the forms themselves are what it needs."""
-    if len(word) < 3 or not word.isalpha():
+    if len(word) < 3 or not word.isascii() or not word.isalpha():
         return ()
-    bases = {word}
-    for suffix, shortest in (("ing", 3), ("ed", 3), ("es", 3), ("s", 4)):  # "news" is no plural of "new"
-        stem = word[:-len(suffix)]
-        if word.endswith(suffix) and len(stem) >= shortest and not word.endswith(("ss", "us", "is")):
-            bases |= {stem, stem + "e"}  # punch(es), danc(ing) -> dance
-            if len(stem) >= 3 and stem[-1] == stem[-2]:
-                bases.add(stem[:-1])  # stabb(ing) -> stab
-            if stem.endswith("i"):
-                bases.add(stem[:-1] + "y")  # ralli(es) -> rally
-    candidates = set(bases)
-    for base in bases:
-        candidates |= {base + "s", base + "es", base + "ed", base + "ing", base + base[-1] + "ed",
-                       base + base[-1] + "ing"}
-        if base.endswith("e"):
-            candidates |= {base[:-1] + "ing", base + "d"}
-        if base.endswith("y"):
-            candidates |= {base[:-1] + "ies", base[:-1] + "ied"}
-    lexicon = known_words()
-    return tuple(sorted(form for form in candidates - {word} if fold(form) in lexicon))
+    forms = set(_inflections(word))
+    singular = word[:-1]
+    # "news" is no plural of "new": a singular of at least 4 letters
+    if word.endswith("s") and len(singular) >= 4 and word in _inflections(singular):
+        forms.add(singular)
+    return tuple(sorted(form for form in forms - {word} if _english(form)))
+
+
+def _inflections(word: str) -> set[str]:
+    """The regular -s/-es, -ed and -ing forms of `word` (not checked against any word list)."""
+    consonant_y = word.endswith("y") and word[-2] not in VOWELS
+    if consonant_y:
+        plural = {word[:-1] + "ies"}  # rally -> rallies
+    elif word.endswith(("s", "x", "z", "ch", "sh")):
+        plural = {word + "es"}  # punch -> punches
+    elif word.endswith("o"):
+        plural = {word + "s", word + "es"}  # casinos, potatoes
+    else:
+        plural = {word + "s"}
+    if word.endswith("e"):
+        past = word + "d"  # vote -> voted
+        ing = word[:-2] + "ying" if word.endswith("ie") else (
+            word + "ing" if word.endswith(("ee", "ye", "oe")) else word[:-1] + "ing")  # voting, dying, seeing
+    elif consonant_y:
+        past, ing = word[:-1] + "ied", word + "ing"  # rallied, rallying
+    elif _doubles_final_consonant(word):
+        past, ing = word + word[-1] + "ed", word + word[-1] + "ing"  # stabbed, stabbing
+    else:
+        past, ing = word + "ed", word + "ing"
+    return {*plural, past, ing}
+
+
+def _doubles_final_consonant(word: str) -> bool:
+    """One syllable ending consonant-vowel-consonant (stab, war, gun; not fight, beat, kill or visit)."""
+    vowel_groups = sum(1 for i, char in enumerate(word) if char in VOWELS and (i == 0 or word[i - 1] not in VOWELS))
+    return (vowel_groups == 1 and word[-1] not in VOWELS | {"w", "x", "y"} and word[-2] in VOWELS
+            and word[-3] not in VOWELS)
+
+
+def _english(form: str) -> bool:
+    import wordfreq
+
+    return wordfreq.zipf_frequency(form, "en") >= ENGLISH_FORM_ZIPF
 
 
 def request_text(prompt: str) -> str:
