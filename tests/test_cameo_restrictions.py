@@ -161,6 +161,18 @@ def _policies_naming_a_cameo(target: Path) -> Path:
     return target
 
 
+def test_the_in_memory_directory_honours_only_an_operator_enrolled_persons_cameo(tmp_path: Path) -> None:
+    """The benchmarks' and corpus tests' directory follows the database's rule (GateDirectory.person_cameo)."""
+    policy = Policy.load(_policies_naming_a_cameo(tmp_path / "policies"))
+    directory = MemoryDirectory(settings=policy.match_settings)
+    directory.cameos = {"barackobama": CameoFacts("c9", "barackobama", "obama-office", "everyone", frozenset(),
+                                                  revoked=False, verified=True)}
+    request = GateRequest("someone", "@barackobama giving a speech")
+    assert not Gate(directory, policy).check(request).allowed  # a self-service cameo under that handle
+    directory.operator_enrolled.add("barackobama")
+    assert Gate(directory, policy).check(request).allowed
+
+
 def test_a_protected_persons_cameo_counts_only_when_an_operator_enrolled_it(
         initialized, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Before, whoever registered the handle a protected person's entry names (with any face) unlocked that person."""

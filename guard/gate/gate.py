@@ -96,17 +96,10 @@ class Gate:
         persons = {person.id: person for person in policy.persons}
         for person_id, kinds in best_by_key(policy.persons_matcher().match(query)).items():
             person = persons[person_id]
-            cameo = _person_cameo(self.directory, person.cameo) if person.cameo else None
+            cameo = self.directory.person_cameo(person.cameo) if person.cameo else None
             facts.persons[person_id] = PersonFacts(person_id, person.name, policy.thresholds, cameo)
             facts.subjects.append(_subject("Person", person_id, person.name, kinds, margins, []))
         return facts
-
-
-def _person_cameo(directory: GateDirectory, handle: str) -> CameoFacts | None:
-    """A protected person's own cameo, as the directory vouches for it (operator-enrolled). A directory that cannot
-    tell (one without `person_cameo`) gives none: the person stays protected, failing closed."""
-    lookup = getattr(directory, "person_cameo", None)
-    return lookup(handle) if lookup is not None else None
 
 
 def _with_restrictions(cameo: CameoFacts | None, prompt: str,

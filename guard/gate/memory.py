@@ -29,6 +29,7 @@ class MemoryDirectory:
     works_by_id: dict[str, MemoryWork] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
     cameos: dict[str, CameoFacts] = field(default_factory=dict)
+    operator_enrolled: set[str] = field(default_factory=set)  # handles of cameos an operator enrolled
     licences_by_account: dict[str, list[LicenceFacts]] = field(default_factory=dict)
     settings: MatchSettings = MatchSettings()
     background: np.ndarray | None = None
@@ -43,6 +44,11 @@ class MemoryDirectory:
 
     def cameo(self, handle: str) -> CameoFacts | None:
         return self.cameos.get(handle.lower().lstrip("@"))
+
+    def person_cameo(self, handle: str) -> CameoFacts | None:
+        """As the database directory: only a cameo an operator enrolled can be a protected person's own."""
+        key = handle.lower().lstrip("@")
+        return self.cameos.get(key) if key in self.operator_enrolled else None
 
     def works_matcher(self) -> "MemoryDirectory":
         if self._matcher is None:
