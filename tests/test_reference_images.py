@@ -153,3 +153,25 @@ def test_faces_nobody_consented_for_are_refused_and_pictures_without_faces_pass(
     for picture in (skimage.data.coffee(), skimage.data.chelsea(), frame_of(media_dir, "car-detection.mp4", 50)):
         answer = check(world, "dave", picture, prompt="this scene at dusk")
         assert answer["allowed"] is True, answer
+
+
+def test_a_pattern_the_detector_mistakes_for_a_face_does_not_count_beside_a_real_face(
+        world: World, tmp_path: Path) -> None:
+    """skimage's astronaut is one person; HOG also fires, weakly (margin 0.06), on the mission patch on her suit,
+    which is sharp enough to compare. Counted as a face, it refused her own cameo picture as likeness_unregistered."""
+    astronaut = skimage.data.astronaut()
+    # Before she registers: one unregistered face, not two.
+    unregistered = check(world, "dave", astronaut)
+    assert codes(unregistered) == ["likeness_unregistered"], unregistered
+    assert unregistered["reasons"][0]["evidence"]["box"] == [176, 77, 266, 166]  # her face, not the patch
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut).save(photo)
+    with world.hm.db.session() as session:
+        admin = next(a for a in Accounts(session).list() if a.role == Role.admin)
+    cameo = service.enroll_by_operator(world.hm, admin, handle="astro", owner_name="dave", video=None,
+                                       images=[photo], evidence="model release on file")
+    # Her own cameo picture, patch and all, is hers to use; a stranger is told only that a registered person is there.
+    own = check(world, "dave", astronaut)
+    assert own["allowed"] is True and own["cameo_ids"] == [cameo.id], own
+    assert codes(check(world, "carol", astronaut)) == ["likeness_without_consent"]

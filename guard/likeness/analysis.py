@@ -21,6 +21,13 @@ DETECT_LONG_SIDE = 1280
 MAX_UPSCALE = 2.0
 SMALLEST_DETECTABLE = 100.0  # px in the detection picture for the smallest face a caller expects (HOG window: 80)
 EMBEDDING_DIM = 128
+# A further detection in the same picture counts as another face only at or above this detector margin. Measured
+# (max of the margins on the picture and on its sharpened copy, see detect_blurred): real faces in
+# ../shared/media 0.38-2.6 as filmed (0.15-0.24 in a few frames turned far away), HOG false positives 0.06-0.22 (the
+# mission patch on skimage's astronaut, a coin in skimage's coins, a shirt in asl-help.mkv). A face blurred past
+# recognition often scores below it too (0.0-0.3 at sigma 3-5), so a picture's best detection counts whatever its
+# margin: a lone box may be a blurred face, and fails closed.
+SECOND_FACE_SCORE = 0.3
 
 # A generic 3D face (millimetre-ish units) in camera axes: x to the image's right, y down, z away from the camera.
 # Facing the camera, the nose tip is nearest (z = 0). Points: nose tip, chin, outer eye corners (image left, image
@@ -172,17 +179,30 @@ def face_sharpness(rgb: np.ndarray, box: Box) -> float:
     return float(cv2.Laplacian(scaled, cv2.CV_64F).var())
 
 
-def detect_blurred(rgb: np.ndarray) -> list[Box]:
+def detect_blurred(rgb: np.ndarray) -> list[tuple[Box, float]]:
     """Faces the detector finds only on a sharpened copy (an unsharp mask, sigma 4, amount 4): a face blurred
     past recognition (a Gaussian blur of sigma 4-6 on a real 62 px face) is still a face, and still someone's.
-    Measured on real frames with no face (objects, streets, skimage's photos) it finds nothing more."""
+    Measured on real frames with no face (objects, streets, skimage's photos) it finds nothing more but a coin
+    in skimage's coins (margin 0.22). Boxes with detector margins, best first."""
     rgb = as_rgb_uint8(rgb)
     sharpened = cv2.addWeighted(rgb, 5.0, cv2.GaussianBlur(rgb, (0, 0), 4.0), -4.0, 0)
-    return [box for box, _ in detect(sharpened)]
+    return detect(sharpened)
 
 
 def overlaps(a: Box, b: Box) -> bool:
     return a.left < b.right and b.left < a.right and a.top < b.bottom and b.top < a.bottom
+
+
+def same_place(a: Box, b: Box) -> bool:
+    """Whether two detections are of the same thing: their intersection is at least half their union. (HOG's
+    boxes for one face on a picture and on its sharpened copy differ by a few pixels; a false positive next to a
+    face merely overlaps it.)"""
+    width = min(a.right, b.right) - max(a.left, b.left)
+    height = min(a.bottom, b.bottom) - max(a.top, b.top)
+    if width <= 0 or height <= 0:
+        return False
+    inter = width * height
+    return inter * 2 >= a.width * a.height + b.width * b.height - inter
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The output check: faces on frames sampled from a generated clip (about two per second), matched against every
 cameo and protected person. This catches a model that draws a registered person nobody asked for; whether the
 requester may show that person is the gate's decision, not this module's. A reference image is scanned the same
-way (`scan_picture`), except that there every face counts: one that matches nobody is refused as well."""
+way (`scan_picture`), except that there every face counts: one that matches nobody is refused as well (a further
+detection too weak to be a face, such as a patch on a suit, is not a face: service.shown_faces)."""
 
 from __future__ import annotations
 

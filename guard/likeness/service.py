@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from sqlmodel import Session
 
-from guard.likeness.analysis import Box, analyze, detect_blurred, face_sharpness, overlaps
+from guard.likeness.analysis import (SECOND_FACE_SCORE, Box, analyze, detect_blurred, face_sharpness, overlaps,
+                                     same_place)
 from guard.likeness.index import Entry, FaceIndex, Hit
 from guard.likeness.sealing import TemplateSealer
 from registry import Cameos, Database, FaceTemplates, ProtectedPersons, SubjectKind
@@ -62,6 +63,7 @@ class FaceOnPicture:
     box: Box
     matches: list[LikenessMatch]  # best first; empty when the face is like nobody enrolled
     unreadable: str | None  # why the face cannot be compared ("too small", "too blurred"), None when it can
+    score: float  # detector margin: the higher of the picture's and its sharpened copy's (analysis.detect_blurred)
 
     def as_unmatched(self) -> LikenessMatch:
         """This face as a match with no subject (UNREADABLE_FACE or UNKNOWN_FACE), for a face that matched nobody."""
@@ -76,6 +78,16 @@ def unreadable_because(rgb: np.ndarray, box: Box) -> str | None:
     if face_sharpness(rgb, box) < MIN_FACE_SHARPNESS:
         return "too blurred"
     return None
+
+
+def shown_faces(faces: list[FaceOnPicture]) -> list[FaceOnPicture]:
+    """The detections that are faces: any that matches someone enrolled, the picture's best detection (a lone
+    low-margin box may be a face blurred past recognition: it fails closed), and further ones only at or above
+    SECOND_FACE_SCORE, as in a registration video (video.people_in). HOG also fires on patterns (the mission patch
+    on skimage's astronaut, at 0.06-0.18): counted, such a box denied a picture of a registered person as an
+    unregistered face."""
+    best = max((face.score for face in faces), default=0.0)
+    return [face for face in faces if face.matches or face.score >= min(best, SECOND_FACE_SCORE)]
 
 
 def subject_ref(kind: str, subject_id: str) -> str:
@@ -177,14 +189,17 @@ class Likeness:
         return self.match_embeddings(np.stack([face.embedding for face in faces]), [face.box for face in faces])
 
     def identify_faces(self, rgb: np.ndarray) -> list[FaceOnPicture]:
-        """Every face in the picture, each with the subjects it matches and whether it could be compared at all.
-        Faces are looked for even when nobody is enrolled: a face that matches nobody is an answer too."""
+        """Every face in the picture (see shown_faces), each with the subjects it matches and whether it could be
+        compared at all. Faces are looked for even when nobody is enrolled: a face that matches nobody is an answer
+        too."""
         faces = analyze(rgb)
+        sharpened = detect_blurred(rgb)
         comparable = [face for face in faces if face.embedding is not None]
         matches = self.match_embeddings(np.stack([face.embedding for face in comparable]),
                                         [face.box for face in comparable]) if comparable else []
         found = [FaceOnPicture(face.box, [match for match in matches if match.box == face.box],
-                               "too unclear" if face.embedding is None else unreadable_because(rgb, face.box))
+                               "too unclear" if face.embedding is None else unreadable_because(rgb, face.box),
+                               max([face.score, *(score for box, score in sharpened if same_place(box, face.box))]))
                  for face in faces]
-        blurred = [box for box in detect_blurred(rgb) if not any(overlaps(box, face.box) for face in faces)]
-        return [*found, *(FaceOnPicture(box, [], "too blurred") for box in blurred)]
+        blurred = [(box, score) for box, score in sharpened if not any(overlaps(box, face.box) for face in faces)]
+        return shown_faces([*found, *(FaceOnPicture(box, [], "too blurred", score) for box, score in blurred)])

@@ -13,12 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from guard.likeness.analysis import FaceCrop, FaceObservation, analyze, crop_face
+from guard.likeness.analysis import SECOND_FACE_SCORE, FaceCrop, FaceObservation, analyze, crop_face
 from guard.media import VideoInfo, probe, read_frames
 
 MAX_ANALYSIS_FPS = 8.0
 RECOGNISABLE_SCORE = 0.5  # detector margin below which a face is too turned, blurred or covered to identify
-SECOND_FACE_SCORE = 0.3  # a further detection in the same frame counts as another person only above this
 IMAGE_CONTAINERS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe")
 
 
