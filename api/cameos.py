@@ -131,16 +131,20 @@ def manageable(session: Session, actor: Account, cameo_id: str) -> Cameo:
     """The cameo if `actor` owns it or is an admin; otherwise the same answer as a missing id (other people's
     cameos are not probed through their ids)."""
     cameo = session.get(Cameo, cameo_id)
-    if cameo is None or (cameo.owner_id != actor.id and actor.role != Role.admin):
+    if cameo is None or not _manages(actor, cameo):
         raise NotFound(f"No cameo with id {cameo_id!r}.")
     return cameo
+
+
+def _manages(actor: Account, cameo: Cameo) -> bool:
+    return cameo.owner_id == actor.id or actor.role == Role.admin
 
 
 def by_ref(session: Session, actor: Account, ref: str) -> Cameo:
     """A cameo by id or @handle (the CLI takes handles). Someone else's cameo gets the same answer as one that does
     not exist, echoing only the caller's own reference: never its id (the handle is public, the id is not)."""
     cameo = session.get(Cameo, ref) or Cameos(session).by_handle(ref)
-    if cameo is None or (cameo.owner_id != actor.id and actor.role != Role.admin):
+    if cameo is None or not _manages(actor, cameo):
         raise NotFound(f"You have no cameo {ref[:64]!r}.", hint="List your cameos with `hallmark cameo list` "
                        "(GET /v1/cameos).")
     return cameo
