@@ -72,11 +72,14 @@ class FaceOnPicture:
         return LikenessMatch(UNKNOWN_FACE, "", "a face that matches no cameo", 0.0, self.box)
 
 
+TOO_BLURRED = "too blurred"
+
+
 def unreadable_because(rgb: np.ndarray, box: Box) -> str | None:
     if min(box.width, box.height) < MIN_COMPARABLE_FACE:
         return "too small"
     if face_sharpness(rgb, box) < MIN_FACE_SHARPNESS:
-        return "too blurred"
+        return TOO_BLURRED
     return None
 
 
@@ -85,9 +88,12 @@ def shown_faces(faces: list[FaceOnPicture]) -> list[FaceOnPicture]:
     low-margin box may be a face blurred past recognition: it fails closed), and further ones only at or above
     SECOND_FACE_SCORE, as in a registration video (video.people_in). HOG also fires on patterns (the mission patch
     on skimage's astronaut, at 0.06-0.18): counted, such a box denied a picture of a registered person as an
-    unregistered face."""
+    unregistered face. A face too blurred to compare always counts, whatever its score: blurring scores a real face
+    0.0-0.3 too (a stranger blurred beside a sharp cameo scored 0.22), and blurring is how a face would be slipped
+    past the check; the patch, sharp enough to compare, is judged by its score."""
     best = max((face.score for face in faces), default=0.0)
-    return [face for face in faces if face.matches or face.score >= min(best, SECOND_FACE_SCORE)]
+    return [face for face in faces
+            if face.matches or face.unreadable == TOO_BLURRED or face.score >= min(best, SECOND_FACE_SCORE)]
 
 
 def subject_ref(kind: str, subject_id: str) -> str:
@@ -202,4 +208,4 @@ class Likeness:
                                max([face.score, *(score for box, score in sharpened if same_place(box, face.box))]))
                  for face in faces]
         blurred = [(box, score) for box, score in sharpened if not any(overlaps(box, face.box) for face in faces)]
-        return shown_faces([*found, *(FaceOnPicture(box, [], "too blurred", score) for box, score in blurred)])
+        return shown_faces([*found, *(FaceOnPicture(box, [], TOO_BLURRED, score) for box, score in blurred)])
