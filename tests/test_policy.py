@@ -149,6 +149,9 @@ def person_gate(policy: Policy) -> Gate:
     ("Trump giving a speech at a rally", "Donald Trump"), ("Biden eating ice cream", "Joe Biden"),
     ("Robots built by Musk on Mars", "Elon Musk"), ("a photo of Musk", "Elon Musk"), ("Mu$k on Mars", "Elon Musk"),
     ("a photo of MUSK", "Elon Musk"), ("M u s k on Mars", "Elon Musk"), ("Elon on Mars", "Elon Musk"),
+    # quoted, bracketed or after a colon or dash the name is inside a sentence, not at its start
+    ('a photo of "Musk" smiling', "Elon Musk"), ("a video of (Musk) giving a speech", "Elon Musk"),
+    ("a man - Musk - on Mars", "Elon Musk"), ("Portrait: Musk on stage", "Elon Musk"),
     ("Taylor Alison Swift singing", "Taylor Swift"),
     ("Pope Leo blessing a crowd", "Pope Leo XIV"),
     ("奥巴马在演讲", "Barack Obama"), ("ترامب يرقص", "Donald Trump"), ("特朗普跳舞", "Donald Trump"),

@@ -116,7 +116,10 @@ class PersonsMatcher:
 
 
 # Characters after which a word starts a sentence (a line break does too).
-SENTENCE_OPENERS = '.!?:;"\'(\u201c\u2018[-*\u2022'
+SENTENCE_ENDS = ".!?"
+# What may stand between a sentence's end and its first word: an opening quote or bracket, a list bullet. Not a
+# colon, a dash or a quote inside a sentence ('a photo of "Musk"', 'Portrait: Musk'): those are no sentence start.
+SENTENCE_LEADS = '"\'(\u201c\u2018[-*\u2022 '
 
 
 def _written_as_a_name(prompt: str, span: tuple[int, int] | None, name: str) -> bool:
@@ -143,9 +146,11 @@ def _written_as_a_name(prompt: str, span: tuple[int, int] | None, name: str) -> 
 
 
 def _starts_sentence(prompt: str, start: int) -> bool:
+    """Whether the word at `start` is the first of a sentence: nothing but quotes, brackets or a bullet between it
+    and the prompt's start, a line break, or a sentence's end."""
     before = prompt[:start]
-    stripped = before.rstrip()
-    return not stripped or stripped[-1] in SENTENCE_OPENERS or "\n" in before[len(stripped):]
+    lead = before.rstrip(SENTENCE_LEADS + "\t")
+    return not lead or lead[-1] in SENTENCE_ENDS + "\n\r"
 
 
 @dataclass
