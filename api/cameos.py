@@ -718,6 +718,8 @@ def record_release(session: Session, generation: Generation, request: GateReques
 
 
 WITHOUT_CONSENT = "likeness_without_consent"
+# What an owner whose face was allowed reads when the clip was withheld for someone else's likeness only.
+ANOTHER_LIKENESS = "another_likeness_withheld"
 
 
 def _face_reasons(decision: Decision, finding: OutputFinding, hidden_cameo_ids: frozenset[str]) -> list[str]:
@@ -727,6 +729,8 @@ def _face_reasons(decision: Decision, finding: OutputFinding, hidden_cameo_ids: 
     reasons = [r.code for r in decision.reasons if r.subject == finding.match.label]
     if finding.match.subject_id in hidden_cameo_ids and WITHOUT_CONSENT not in reasons:
         reasons.append(WITHOUT_CONSENT)
+    if not reasons and not decision.allowed:  # withheld, but not for this face: say so rather than nothing
+        reasons = _request_reasons(decision) or [ANOTHER_LIKENESS]
     return reasons
 
 
