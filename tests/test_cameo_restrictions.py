@@ -132,6 +132,13 @@ def test_restrictions_do_not_catch_words_that_only_look_inflected(policy: Policy
     (("political rally",), (), "@ann at two political rallies"), (("evening",), (), "@ann on summer evenings"),
     ((), ("violence",), "@ann stabs a melon"), ((), ("violence",), "@ann in two wars"),
     ((), ("political",), "@ann voting early"), ((), ("drugs",), "@ann selling a drug"),
+    # an -ing word covers its base too (these passed when only forms made from the word counted)
+    ((), ("gambling",), "@ann gambles away her savings"), ((), ("gambling",), "@ann bets on a horse"),
+    ((), ("gambling",), "@ann places a bet"), ((), ("violence",), "@ann shoots a man"),
+    ((), ("violence",), "@ann beats a man"), ((), ("advertising",), "@ann endorses a new phone"),
+    (("smoking",), (), "@ann smokes a cigar"), (("drinking",), (), "@ann drinks beer"),
+    (("dancing",), (), "@ann dances"), (("kisses",), (), "@ann gives a kiss"), (("kisses",), (), "@ann kissing"),
+    (("rallies",), (), "@ann at a rally"),
 ])
 def test_restrictions_cover_the_owners_words_regular_forms(policy: Policy, terms: tuple[str, ...],
                                                           categories: tuple[str, ...], prompt: str) -> None:
@@ -141,12 +148,15 @@ def test_restrictions_cover_the_owners_words_regular_forms(policy: Policy, terms
 @pytest.mark.parametrize("word,forms", [
     ("punch", ("punched", "punches", "punching")), ("stab", ("stabbed", "stabbing", "stabs")),
     ("rally", ("rallied", "rallies", "rallying")), ("vote", ("voted", "votes", "voting")),
-    ("clowns", ("clown",)), ("drugs", ("drug",)), ("war", ("warring", "wars")),
-    ("herring", ("herrings",)), ("evening", ("evenings",)),  # never stripped: no "her", "even"
+    ("clowns", ("clown", "clowning")), ("drugs", ("drug", "drugged", "drugging")), ("war", ("warring", "wars")),
+    ("smoking", ("smoke", "smoked", "smokes")), ("gambling", ("gamble", "gambled", "gambles")),
+    ("kisses", ("kiss", "kissed", "kissing")), ("rallies", ("rallied", "rally", "rallying")),
+    ("herring", ("herrings",)), ("evening", ("evenings",)),  # short bases never taken off: no "her", "even"
     ("rated", ()), ("wicked", ()), ("betting", ()), ("heroin", ()),  # no "rat", "wick", "bette", "heroines"
+    ("beating", ("beatings",)),  # "beat" made it, so never "beate"
     ("news", ()),  # "new" is too short a singular to trust
 ])
-def test_word_forms_are_made_from_the_owners_word_by_regular_rules(word: str, forms: tuple[str, ...]) -> None:
+def test_word_forms_follow_regular_english_rules_both_ways(word: str, forms: tuple[str, ...]) -> None:
     assert word_forms(word) == forms
 
 

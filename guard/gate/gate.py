@@ -20,7 +20,6 @@ from guard.gate.decision import Decision, Reason
 from guard.gate.directory import GateDirectory
 from guard.gate.facts import CameoFacts, GateFacts, PersonFacts, RequestFacts, Subject
 from guard.gate.matching import Match, Query, Term, best_by_key, match_terms, open_image
-from guard.gate.matching.lexicon import KNOWN_WORD_ZIPF
 from guard.gate.policy import Policy, restriction_terms
 
 log = logging.getLogger("hallmark.gate")
@@ -134,30 +133,55 @@ def _with_inflections(term: Term) -> Term:
 
 
 VOWELS = frozenset("aeiou")
-# A generated form is kept only if it is an English word at least this common (Zipf, as in the matcher's lexicon):
-# English only, because the forms are English ones, and this rejects "punchs" or "heroins".
-ENGLISH_FORM_ZIPF = KNOWN_WORD_ZIPF["en"]
+# A generated form is kept only if it is an English word at least this common (Zipf): English only, because the
+# forms are English ones, and this rejects "punchs" or "heroins" (under 1), yet keeps rarer regular forms such as
+# "gambles" (2.4), which the matcher's lexicon floor (2.5) would drop.
+ENGLISH_FORM_ZIPF = 2.0
+# A stem that is itself a common word ("beat", 4.4) is what an -ing/-ed form was made from, not stem + "e"
+# ("beate"); rare strings that merely occur ("smok", 1.9) are not.
+COMMON_STEM_ZIPF = 3.0
 
 
 @lru_cache(maxsize=4096)
 def word_forms(word: str) -> tuple[str, ...]:
-    """Other forms of an owner's restriction word: its regular English inflections (`_inflections`), and for a plain
-    plural its singular ("clowns" -> "clown"); only English words are kept, so no "danc" or "punchs".
+    """Other forms of an owner's restriction word: its regular English inflections (`_inflections`), and for an
+    inflected word its base and the base's other forms ("clowns" -> "clown", "smoking" -> "smoke", "smokes");
+    only English words are kept, so no "danc" or "punchs".
 
-    Forms are only ever made *from* the owner's word: nothing is un-inflected except a plain plural -s that the
-    singular re-inflects to exactly. Taking "-ing"/"-ed" off the owner's word ("herring" -> "her", "rated" -> "rat",
-    "betting" -> "bette") or adding "-es" to any word ("war" -> "wares") made ordinary words restricted.
+    A base is taken off the owner's word only when it re-inflects to exactly that word, and, for -ing and -ed, only
+    when it has at least 5 letters: short bases are too often other words ("herring" -> "her", "evening" -> "even",
+    "wicked" -> "wick", "rated" -> "rat"), which made ordinary prompts restricted. Category lists name such short
+    bases themselves ("bet", "beat").
 
     Written here rather than taken from a stemmer (Snowball): a stemmer maps a form to a stem that is often no word
     ("danc"), while the matcher compares whole aliases, fuzzily, so the forms themselves are what it needs."""
     if len(word) < 3 or not word.isascii() or not word.isalpha():
         return ()
     forms = set(_inflections(word))
-    singular = word[:-1]
-    # "news" is no plural of "new": a singular of at least 4 letters
-    if word.endswith("s") and len(singular) >= 4 and word in _inflections(singular):
-        forms.add(singular)
+    for base in _bases(word):
+        if word in _inflections(base) and _english(base):
+            forms |= {base, *_inflections(base)}
     return tuple(sorted(form for form in forms - {word} if _english(form)))
+
+
+def _bases(word: str) -> set[str]:
+    """Candidate bases of an inflected word, by undoing each regular ending (checked by the caller)."""
+    bases: set[str] = set()
+    if word.endswith("s"):  # clowns, kisses, rallies ("news" is no plural of "new": at least 4 letters)
+        bases |= {base for base in (word[:-1], word[:-2], word[:-3] + "y") if len(base) >= 4}
+    for ending, alternatives in (("ing", ("", "e")), ("ed", ("", "e"))):  # smoking -> smoke, rallied -> rally
+        if not word.endswith(ending):
+            continue
+        stem = word[:-len(ending)]
+        if len(stem) >= 2 and stem[-1] == stem[-2] and stem[-1] not in VOWELS | {"l", "s"}:
+            candidates: tuple[str, ...] = (stem[:-1],)  # stabbing -> stab, never "stabbe" ("betting" -> "bette")
+        elif _english(stem, COMMON_STEM_ZIPF):
+            candidates = (stem,)  # "beat" explains "beating": never "beate"
+        else:
+            candidates = tuple(stem + tail for tail in alternatives) + ((stem[:-1] + "y",) if stem.endswith("i")
+                                                                          else ())
+        bases |= {base for base in candidates if len(base) >= 5}
+    return bases
 
 
 def _inflections(word: str) -> set[str]:
@@ -191,10 +215,10 @@ def _doubles_final_consonant(word: str) -> bool:
             and word[-3] not in VOWELS)
 
 
-def _english(form: str) -> bool:
+def _english(form: str, floor: float = ENGLISH_FORM_ZIPF) -> bool:
     import wordfreq
 
-    return wordfreq.zipf_frequency(form, "en") >= ENGLISH_FORM_ZIPF
+    return wordfreq.zipf_frequency(form, "en") >= floor
 
 
 def request_text(prompt: str) -> str:
