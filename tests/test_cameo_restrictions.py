@@ -24,6 +24,23 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def _account_with_a_verified_cameo(initialized, owner: str, handle: str,  # type: ignore[no-untyped-def]
+                                   evidence: dict | None = None) -> tuple[str, str]:
+    """A new account's API key and its self-service cameo, verified straight in the database (the face side of
+    registration is tested in test_cameos.py; here only what the gate does with the cameo matters)."""
+    database = Database(initialized.settings.resolved_database_url)
+    try:
+        with database.session() as session:
+            account = Accounts(session).create(owner)
+            key = Accounts(session).issue_key(account)
+            cameos = Cameos(session)
+            cameo = cameos.mark_verified(cameos.create(handle, account.id, Visibility.everyone),
+                                         CameoStatus.verified, evidence or {})
+            return key, cameo.id
+    finally:
+        database.dispose()
+
+
 def test_owner_restrictions_deny_matching_prompts_for_everyone(initialized) -> None:  # type: ignore[no-untyped-def]
     database = Database(initialized.settings.resolved_database_url)
     with database.session() as session:
@@ -73,14 +90,7 @@ def test_owner_restrictions_deny_matching_prompts_for_everyone(initialized) -> N
 
 def test_restrictions_cover_inflections_and_unknown_categories_are_refused(
         initialized) -> None:  # type: ignore[no-untyped-def]
-    database = Database(initialized.settings.resolved_database_url)
-    with database.session() as session:
-        alice = Accounts(session).create("alice")
-        alice_key = Accounts(session).issue_key(alice)
-        cameos = Cameos(session)
-        cameo_id = cameos.mark_verified(cameos.create("alice", alice.id, Visibility.everyone),
-                                        CameoStatus.verified, {}).id
-    database.dispose()
+    alice_key, cameo_id = _account_with_a_verified_cameo(initialized, "alice", "alice")
 
     with TestClient(create_app(initialized.settings, workers=0)) as client:
         unknown = client.patch(f"/v1/cameos/{cameo_id}", headers=_auth(alice_key),
@@ -187,16 +197,9 @@ def test_a_protected_persons_cameo_counts_only_when_an_operator_enrolled_it(
         initialized, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Before, whoever registered the handle a protected person's entry names (with any face) unlocked that person."""
     settings = initialized.settings.model_copy(update={"policy_dir": _policies_naming_a_cameo(tmp_path / "pol")})
-    database = Database(initialized.settings.resolved_database_url)
-    with database.session() as session:
-        mallory = Accounts(session).create("mallory")
-        mallory_key = Accounts(session).issue_key(mallory)
-        # A self-service cameo under that handle (e.g. registered before the operator named it in the policy).
-        cameos = Cameos(session)
-        squat = cameos.mark_verified(cameos.create("barackobama", mallory.id, Visibility.everyone),
-                                     CameoStatus.verified, {"method": "live_challenge"})
-        squat_id = squat.id
-    database.dispose()
+    # A self-service cameo under that handle (e.g. registered before the operator named it in the policy).
+    mallory_key, squat_id = _account_with_a_verified_cameo(initialized, "mallory", "barackobama",
+                                                           {"method": "live_challenge"})
 
     with TestClient(create_app(settings, workers=0)) as client:
         def reasons() -> list[str]:
