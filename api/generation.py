@@ -274,11 +274,12 @@ def _release_decision(hm: Hallmark, session, generation: Generation,  # type: ig
     """The gate again, now, with every cameo found on the output (see api/likeness.py) and those on the reference
     image counted as requested: consent revoked since submit stops the release."""
     reference = _reference_bytes(hm, generation)
-    on_reference = [f.match.handle for f in reference_findings(hm, reference) if f.match.handle]
+    reference_faces = reference_findings(hm, reference)  # once: face detection on the image is the costly part
+    on_reference = [f.match.handle for f in reference_faces if f.match.handle]
     requested = gate_request(generation.requester_id, generation.prompt,
                              [*generation.params.get("cameos", []), *on_reference],
                              commercial=bool(generation.params.get("commercial", False)), reference_image=reference)
-    return requested, face_decision(hm, session, requested, findings, OUTPUT)
+    return requested, face_decision(hm, session, requested, findings, OUTPUT, reference_faces=reference_faces)
 
 
 def _check_release(hm: Hallmark, signed: Path) -> str:

@@ -10,6 +10,7 @@ match go to the audit log (auditors) and to the cameo's appearances (its owner),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,14 +71,13 @@ class FaceDecision:
 
 
 def face_decision(hm: Hallmark, session: Session, request: GateRequest, findings: list[OutputFinding], where: str,
-                  *, reveal: bool = False) -> FaceDecision:
+                  *, reveal: bool = False, reference_faces: Sequence[OutputFinding] = ()) -> FaceDecision:
     """The gate's decision for `request` with the cameos found in `findings` added, then the face rules. At release
-    the reference image's faces are looked at again: one that matches nobody now (its cameo deleted since submit)
-    stops the release. `reveal` (operators only) keeps the details of hidden matches in the answer. Each hidden
-    match is audited, in the caller's transaction, with what the requester is not told."""
-    if where == OUTPUT and request.reference_image is not None:
-        findings = [*findings, *(finding for finding in reference_findings(hm, request.reference_image)
-                                 if finding.match.kind in (UNKNOWN_FACE, UNREADABLE_FACE))]
+    the caller passes the reference image's faces, looked at again: one that matches nobody now (its cameo deleted
+    since submit) stops the release. `reveal` (operators only) keeps the details of hidden matches in the answer.
+    Each hidden match is audited, in the caller's transaction, with what the requester is not told."""
+    findings = [*findings, *(finding for finding in reference_faces
+                             if finding.match.kind in (UNKNOWN_FACE, UNREADABLE_FACE))]
     found = [finding.match.handle for finding in findings if finding.match.handle]
     gated = hm.gate(session).check(GateRequest(
         requester_id=request.requester_id, prompt=request.prompt, cameo_handles=[*request.cameo_handles, *found],
