@@ -190,8 +190,12 @@ class ReadWindow:
 
 def check_frame_size(media: VideoInfo) -> None:
     """Refuse frames larger than DCI 8K before anything decodes them (MediaError, a 422 over HTTP)."""
-    if media.width * media.height > MAX_FRAME_SIZE[0] * MAX_FRAME_SIZE[1]:
-        raise MediaError(f"The video's frames are {media.width}x{media.height}, larger than the "
+    _refuse_above_8k(media.width, media.height, "The video's frames are")
+
+
+def _refuse_above_8k(width: int, height: int, lead: str) -> None:
+    if width * height > MAX_FRAME_SIZE[0] * MAX_FRAME_SIZE[1]:
+        raise MediaError(f"{lead} {width}x{height}, larger than the "
                          f"{MAX_FRAME_SIZE[0]}x{MAX_FRAME_SIZE[1]} (8K) that verification reads.",
                          hint="Verify a copy downscaled to 8K or less: the watermark survives resizing.")
 
@@ -226,11 +230,8 @@ def _bounded(frames: Iterator[Frame], media: VideoInfo, fps: float, max_seconds:
     pixels = 0
     start: float | None = None
     for index, frame in enumerate(frames):
+        _refuse_above_8k(frame.width, frame.height, "The video has frames of")  # frames that grow later
         size = frame.width * frame.height
-        if size > MAX_FRAME_SIZE[0] * MAX_FRAME_SIZE[1]:  # a stream whose frames grow after the first
-            raise MediaError(f"The video has frames of {frame.width}x{frame.height}, larger than the "
-                             f"{MAX_FRAME_SIZE[0]}x{MAX_FRAME_SIZE[1]} (8K) that verification reads.",
-                             hint="Verify a copy downscaled to 8K or less: the watermark survives resizing.")
         time = _frame_time(frame, media, index, fps)
         start = time if start is None else start
         if max_seconds:
