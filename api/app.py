@@ -9,11 +9,14 @@ from fastapi import FastAPI
 
 from api import problems
 from api.audit import record_policy_loaded
+from api.body_limit import BodyLimit
 from api.context import Hallmark
 from api.generation import HALLMARK_VERSION
 from api.jobs import WorkerPool
 from api.routers import accounts, audit, cameos, gate, generations, health, softbinding, verify, works
 from api.settings import Settings, load_settings
+from api.uploads import MULTIPART_ALLOWANCE
+from api.works import MAX_IMAGE_BYTES, MAX_IMAGES
 from guard.gate.policy import require_passing_cases
 
 
@@ -48,4 +51,13 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     for router in (health.router, generations.router, verify.router, accounts.router, cameos.router,
                    softbinding.router, works.router, gate.router, audit.router):
         app.include_router(router)
+    # Every request body's limit, in one place: HALLMARK_MAX_REQUEST_BYTES, except for these endpoints.
+    upload = settings.max_upload_bytes + MULTIPART_ALLOWANCE
+    app.add_middleware(BodyLimit, default=settings.max_request_bytes, limits={
+        verify.verify: upload,
+        cameos.verify: upload,
+        softbinding.matches_by_content: upload,
+        works.add_image: MAX_IMAGES * MAX_IMAGE_BYTES + MULTIPART_ALLOWANCE,
+        softbinding.matches_by_large_binding: softbinding.MAX_QUERY_BODY,
+    })
     return app

@@ -41,6 +41,11 @@ def problem(status: int, code: str, detail: str, *, hint: str | None = None, hea
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
+# What a client whose body was cut off (api/body_limit.py) can do about it.
+BODY_LIMIT_HINT = ("Send less: a JSON body is capped at HALLMARK_MAX_REQUEST_BYTES (send a work's images as multipart "
+                   "to /v1/works/{id}/images), a video upload at HALLMARK_MAX_UPLOAD_BYTES.")
+
+
 class ApiProblem(Exception):
     """Raised inside routes for answers that are not project errors (auth, denial, not-ready)."""
 
@@ -71,9 +76,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ProblemResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code,
+                                                                                          "http_error")
         hint = {404: "Check the URL; /docs lists every endpoint.",
-                405: "Check the method; /docs lists what each endpoint accepts."}.get(exc.status_code)
+                405: "Check the method; /docs lists what each endpoint accepts.",
+                413: BODY_LIMIT_HINT}.get(exc.status_code)
         return problem(exc.status_code, code, str(exc.detail), hint=hint, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

@@ -21,6 +21,7 @@ from registry import Account, Accounts, AuditLog, Licence, NewWork, NotFound, Ro
 from registry.clock import as_utc
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGES = 10  # per request, JSON or multipart
 MAX_IMAGE_PIXELS = 40_000_000
 
 
@@ -48,7 +49,7 @@ class WorkCreate(BaseModel):
     valid_until: datetime | None = None
     rights_claim: str = Field("", max_length=4000, description="The rights claim, as given.")
     semantic_threshold: float | None = Field(None, ge=0.3, le=0.95)
-    images: list[ImageUpload] = Field(default_factory=list, max_length=10)
+    images: list[ImageUpload] = Field(default_factory=list, max_length=MAX_IMAGES)
 
     @field_validator("aliases", "descriptions", "licensees")
     @classmethod

@@ -206,6 +206,43 @@ def test_soft_binding_queries_are_bounded_and_not_echoed(client: TestClient) -> 
     assert set(body["content"]["application/json"]["schema"]["properties"]) == {"alg", "value"}
 
 
+def test_every_request_body_is_capped_before_a_route_reads_it(init: Initialized, clip: Path) -> None:
+    """FastAPI reads a JSON route's body whole, whatever its Content-Type, before authentication or validation: a
+    gigabyte posted to /v1/generations would be held in memory. HALLMARK_MAX_REQUEST_BYTES cuts every body off
+    (declared or chunked) with a 413 problem; video uploads keep their own, larger limit."""
+    capped = init.settings.model_copy(update={"max_request_bytes": 4096})
+    auth = {"Authorization": f"Bearer {init.admin_key}"}
+    oversized = json.dumps({"prompt": "a red kite over hills " * 400}).encode()
+    assert len(oversized) > 4096
+    with TestClient(create_app(capped, workers=0)) as client:
+        declared = client.post("/v1/generations", content=oversized, headers={**auth, "content-type":
+                                                                               "application/json"})
+        assert declared.status_code == 413, declared.text
+        problem = declared.json()
+        assert problem["code"] == "payload_too_large" and "HALLMARK_MAX_REQUEST_BYTES" in problem["hint"]
+        chunked = client.post("/v1/generations", content=iter([oversized[:3000], oversized[3000:]]),
+                              headers={**auth, "content-type": "application/json"})
+        assert chunked.status_code == 413 and chunked.json()["code"] == "payload_too_large"
+        assert "4096 bytes" in chunked.json()["detail"]
+        # Another Content-Type does not lift the cap, nor does leaving out the credentials.
+        as_video = client.post("/v1/generations", content=oversized, headers={"content-type": "video/mp4"})
+        assert as_video.status_code == 413
+        # A body under the cap is read and answered as usual.
+        small = client.post("/v1/gate/check", json={"prompt": "a red kite over hills"}, headers=auth)
+        assert small.status_code == 200, small.text
+        # Uploads are larger than the JSON cap and still go through, up to HALLMARK_MAX_UPLOAD_BYTES.
+        assert clip.stat().st_size > 4096
+        verified = client.post("/v1/verify", files={"file": ("plain.mp4", clip.read_bytes(), "video/mp4")})
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["watermark"]["detected"] is False
+        # ... and are cut off there, chunked or declared (this data dir allows 8 MiB).
+        big = 8 * 1024 * 1024 + 64 * 1024 + 1
+        assert client.post("/v1/verify", content=b"\0" * big, headers={"content-type": "video/mp4"}).status_code == 413
+        streamed = client.post("/v1/verify", content=iter([b"\0" * (big // 2), b"\0" * (big - big // 2)]),
+                               headers={"content-type": "video/mp4"})
+        assert streamed.status_code == 413 and streamed.json()["code"] == "payload_too_large"
+
+
 def test_a_bad_soft_binding_value_is_quoted_in_part() -> None:
     with pytest.raises(InvalidInput) as error:
         payload_from_soft_binding_value("!" * 100_000)

@@ -57,7 +57,7 @@ async def add_image(work_id: str, request: Request, hm: HallmarkDep, account: Ac
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
         raise ApiProblem(415, "unsupported_media", "Send the images as multipart/form-data (field `file`).",
                          hint=f"curl -F file=@poster.png .../v1/works/{work_id}/images")
-    form = await request.form(max_files=10, max_fields=10)
+    form = await request.form(max_files=service.MAX_IMAGES, max_fields=service.MAX_IMAGES)
     images: list[tuple[str, bytes]] = []
     try:
         for upload in form.getlist("file"):

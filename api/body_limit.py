@@ -1,0 +1,76 @@
+"""Request body limits: every request body is cut off at its endpoint's limit before the endpoint reads it.
+
+FastAPI reads a JSON endpoint's body whole, whatever its Content-Type, before authentication or validation run, so
+without a cap anyone could make the server hold a gigabyte in memory with one unauthenticated POST. Here every
+endpoint gets `default` (HALLMARK_MAX_REQUEST_BYTES) unless `app.py` names another limit for it: the video uploads
+(HALLMARK_MAX_UPLOAD_BYTES, which they also check themselves as they stream), a works' images form, the small
+soft-binding query. A declared Content-Length over the limit is refused before any of the body is read; a body sent
+without one (chunked) is cut off when the bytes received pass it. Either way the answer is a 413 problem
+(problems.py).
+
+FastAPI 0.165 has a `max_body_size` of its own, but when a request declares an oversized Content-Length it replaces
+whatever the app answers with a plain-text "Content Too Large", not a problem body, so it is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a body passes its limit. An HTTPException, so FastAPI passes it on to the problem
+    handlers as it is (it turns other errors met while reading a body into a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, too_large_detail(limit))
+
+
+def too_large_detail(limit: int) -> str:
+    return f"The request body is larger than the {limit} bytes this endpoint accepts."
+
+
+class BodyLimit:
+    """ASGI middleware: `limits` maps an endpoint function to its body limit in bytes; other endpoints get
+    `default`.
+
+    The limit is chosen at the first read of the body, when routing has put the endpoint in the scope; an endpoint
+    that never reads its body is never limited, and never holds one either."""
+
+    def __init__(self, app: ASGIApp, *, default: int, limits: Mapping[Callable[..., Any], int]) -> None:
+        self.app = app
+        self.default = default
+        self.limits = dict(limits)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit: int | None = None
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal limit, received
+            if limit is None:
+                limit = self.limits.get(scope.get("endpoint"), self.default)  # type: ignore[arg-type]
+                declared = _content_length(scope)
+                if declared is not None and declared > limit:
+                    raise BodyTooLarge(limit)  # before a byte of it is read
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
