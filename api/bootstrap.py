@@ -45,11 +45,10 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
         if force:
             _retire_keys(settings)
         _ensure_signing_keys(settings, result)
-        # The watermark secret, the face key and the log key are never retired by --force: a new watermark secret
-        # would stop every clip released so far from being traced (detection reads with the current key only),
-        # a new face key would lose the sealed face templates, and a new log key would break the audit log's
-        # continuity with every checkpoint already published. To replace one deliberately, move its file away and
-        # run `hallmark init` (README, "Keys").
+        # The watermark secret, the face key and the log key are never retired by --force: the watermark secret is
+        # replaced by `hallmark keys rotate-watermark`, which keeps the old one for reading (a plain new one would
+        # leave every clip released so far untraceable), a new face key would lose the sealed face templates, and a
+        # new log key would break the audit log's continuity with every checkpoint already published.
         _ensure_secret(paths.watermark_key, "watermark secret key", new_secret_key, result)
         _ensure_secret(paths.face_key, "face template key", new_secret_key, result)
         if not paths.log_key.exists():

@@ -71,14 +71,27 @@ class Hallmark:
             key = read_secret(self.paths.watermark_key, "watermark secret key")
         if len(key) < 16:
             raise KeyMaterialError("The watermark secret key is shorter than 128 bits.",
-                                   hint="Move keys/watermark.key away and run `hallmark init` for a new one "
-                                   "(old marks then stop resolving), or set HALLMARK_WATERMARK_KEY to a longer "
-                                   "secret.")
+                                   hint="Move keys/watermark.key to keys/watermark-retired/short.key (detection "
+                                   "keeps reading with it) and run `hallmark init` for a new one, or set "
+                                   "HALLMARK_WATERMARK_KEY to a longer secret.")
         return key
 
     @cached_property
+    def watermark_retired_keys(self) -> list[tuple[str, bytes]]:
+        """(label, key) of every earlier watermark secret, newest first: keys/watermark-retired/<time>.key
+        (`hallmark keys rotate-watermark`), then HALLMARK_WATERMARK_RETIRED_KEYS. Detection reads with them too,
+        so clips marked before a rotation still resolve; nothing is marked with them."""
+        keys = []
+        if self.paths.watermark_retired.is_dir():
+            for path in sorted(self.paths.watermark_retired.glob("*.key"), reverse=True):
+                keys.append((path.stem, read_secret(path, "retired watermark key")))
+        for index, secret in enumerate(self.settings.watermark_retired_keys):
+            keys.append((f"HALLMARK_WATERMARK_RETIRED_KEYS[{index}]", secret.get_secret_value().encode()))
+        return keys
+
+    @cached_property
     def watermark(self) -> WatermarkMethod:
-        return watermark_method(self.settings.watermark_method, self.watermark_key)
+        return watermark_method(self.settings.watermark_method, self.watermark_key, self.watermark_retired_keys)
 
     def signer(self) -> c2pa.Signer:
         """The C2PA signer: keys/signer.key on disk, or the KMS/HSM callback named by HALLMARK_SIGNER_CALLBACK

@@ -232,7 +232,7 @@ def _stamp_until_readable(hm: Hallmark, generation: Generation, video: Generated
     for strength in hm.watermark.strengths:
         _stamp(hm, generation, video, payload, target, on_frame, strength)
         detection = detect_file(target, hm.watermark)
-        if detection.detected and detection.payload == payload:
+        if detection.detected and detection.payload == payload and detection.retired_key is None:
             if strength != hm.watermark.strengths[0]:
                 log.info("generation %s: watermark read back at strength %s", generation.id, strength)
             return

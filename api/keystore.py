@@ -4,6 +4,8 @@
     keys/signer.pem, signer.key  the signing chain (leaf first) and its key; no signer.key with a KMS/HSM callback
     keys/trusted/*.pem           more trust anchors: roots kept from earlier rotations and the operator's roots
     keys/retired/<time>/         replaced keys, never deleted (0700)
+    keys/watermark.key           the watermark secret new clips are marked with
+    keys/watermark-retired/<time>.key   earlier watermark secrets (`keys rotate-watermark`): read with, never marked
 
 Nothing is destroyed: a rotation retires the old files and keeps the old root trusted, so clips signed before
 still verify as Trusted. Any new signer is proven before it is installed: it signs a small clip that must read
@@ -23,6 +25,7 @@ import numpy as np
 from api.context import Hallmark
 from api.settings import Settings
 from guard.errors import KeyMaterialError
+from guard.marks import watermark_key_id
 from guard.media import Frame, VideoWriter
 from guard.provenance import build_manifest, callback_signer, load_sign_callback, read_c2pa, sign_video, trust_context
 from guard.provenance.signing import pem_signer
@@ -36,6 +39,7 @@ from guard.provenance.keys import (
     issue_signing_certificate,
     load_certificates,
     make_root_ca,
+    new_secret_key,
     read_secret,
     write_private,
     write_public,
@@ -52,6 +56,7 @@ class KeyChange:
     retired_to: str | None = None
     trusted_added: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    watermark_key_ids: list[str] = field(default_factory=list)  # rotate-watermark: the new key's id, then the old
 
 
 EXPIRY_WARNING = timedelta(days=30)  # warn this long before the signing certificate expires
@@ -152,7 +157,19 @@ class KeyStore:
                     "certificate": certificate_summary(p.ca_cert.read_bytes()) if p.ca_cert.exists() else []}
         retired = sorted(d.name for d in p.retired.iterdir()) if p.retired.is_dir() else []
         return {"signer": signer, "local_ca": local_ca, "trust_anchors": self.anchors(),
-                "tsa_url": s.tsa_url, "retired": retired}
+                "tsa_url": s.tsa_url, "retired": retired, "watermark": self.watermark_status()}
+
+    def watermark_status(self) -> dict[str, Any]:
+        """The watermark keys by their public ids: the one new clips are marked with, and the retired ones that
+        detection still reads with (newest first)."""
+        try:
+            current = {"source": "HALLMARK_WATERMARK_KEY" if self.settings.watermark_key is not None else
+                       str(self.paths.watermark_key), "key_id": watermark_key_id(self.hm.watermark_key)}
+            retired = [{"label": label, "key_id": watermark_key_id(key)}
+                       for label, key in self.hm.watermark_retired_keys]
+        except KeyMaterialError as exc:
+            return {"error": exc.message}
+        return {"current": current, "retired": retired}
 
     # --- changing ----------------------------------------------------------------------------------------------
     def init(self) -> KeyChange:
@@ -199,6 +216,31 @@ class KeyStore:
         self._install(self.paths.signer_chain, signer.certificate_pem, private=False)
         change.retired_to = str(retired)
         change.signer = certificate_summary(signer.certificate_pem)
+        return change
+
+    def rotate_watermark(self) -> KeyChange:
+        """A new watermark secret for new clips. The old one moves to keys/watermark-retired/, which detection
+        still reads with, so clips released before keep resolving; it is never used to mark again. Why rotate: the
+        secret leaked (whoever holds it can read and embed marks), or a key-hygiene schedule."""
+        if self.settings.watermark_key is not None:
+            raise KeyMaterialError("The watermark secret comes from HALLMARK_WATERMARK_KEY; Hallmark cannot rotate "
+                                   "a key it does not hold.",
+                                   hint="Set HALLMARK_WATERMARK_KEY to a new secret and add the old one to "
+                                   "HALLMARK_WATERMARK_RETIRED_KEYS, then restart every server and worker.")
+        old = self.hm.watermark_key  # also checks that it exists and is long enough
+        new = new_secret_key()
+        retired = self.paths.watermark_retired / f"{_stamp()}.key"
+        # The old secret is kept first, so that no moment exists in which it is gone; then the new one replaces
+        # it atomically.
+        write_private(retired, old)
+        self.paths.watermark_retired.chmod(0o700)
+        self._install(self.paths.watermark_key, new, private=True)
+        change = KeyChange("rotate-watermark", retired_to=str(retired),
+                           watermark_key_ids=[watermark_key_id(new), watermark_key_id(old)])
+        change.notes.append("restart every server and worker: a running process keeps marking with the key it "
+                            "started with")
+        change.notes.append("clips marked before still resolve; their verification says the mark was read with "
+                            f"the key retired at {retired.stem}")
         return change
 
     def import_chain(self, chain_pem: bytes, key_pem: bytes | None, *, trust_root: bytes | None = None) -> KeyChange:

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # --- marks
     watermark_method: str = Field("hallmark", description="Invisible watermark method used for new clips.")
     watermark_key: SecretStr | None = Field(None, description="Overrides the data dir's watermark key file.")
+    watermark_retired_keys: list[SecretStr] = Field(
+        default_factory=list, description="Earlier watermark secrets, read with but never marked with, so that clips "
+        "marked before a rotation still resolve (besides keys/watermark-retired/*.key).")
     visible_text: str = Field("AI-generated", max_length=48)
     visible_opacity: float = Field(0.45, gt=0.0, le=1.0)
     visible_scale: float = Field(1.0, gt=0.1, le=4.0)
@@ -211,6 +214,7 @@ class Settings(BaseSettings):
         for secret in ("watermark_key", "face_key"):
             if view.get(secret):
                 view[secret] = "**********"
+        view["watermark_retired_keys"] = ["**********" for _ in self.watermark_retired_keys]
         view["database_url"] = _mask_url(self.resolved_database_url)
         return view
 
@@ -233,6 +237,7 @@ class DataPaths:
         self.log_key = self.keys / "log.key"
         self.log_pub = self.keys / "log.pub"
         self.watermark_key = self.keys / "watermark.key"
+        self.watermark_retired = self.keys / "watermark-retired"  # <time retired>.key: still read with, never marked
         self.face_key = self.keys / "face.key"
         self.trusted = self.keys / "trusted"  # extra trust anchors: roots kept from rotations, operator roots
         self.retired = self.keys / "retired"

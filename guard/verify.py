@@ -112,6 +112,10 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
         # our records (one chance in 2^64 per record) counts as found.
         detection = Detection(False, None, None, detection.frames_used, detection.method, detection.score,
                               "decoded bits match no generation; treated as no watermark")
+    if detection.payload is not None and detection.retired_key is not None:
+        notes.append(f"The watermark was read with a retired watermark key ({detection.retired_key}), as a clip "
+                     "marked before that key was rotated is. If it was retired because it leaked, whoever holds it "
+                     "could have made this mark; a Trusted manifest is then the stronger evidence.")
     stored = _stored_generation(report, by_label, trust)
     confirmed_by = _confirmation(report, stored, path, mime, own_trust)
     recovered = None

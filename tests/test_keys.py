@@ -12,6 +12,10 @@ import pytest
 
 from api.context import Hallmark
 from api.keystore import KeyStore
+from bench.corpus import synthetic_frames, write_clip
+from guard.marks import watermark_key_id, watermark_method
+from guard.marks.apply import detect_file
+from registry import AuditTree, Database
 from tests.conftest import Initialized, make_settings, run_cli
 from guard.errors import KeyMaterialError
 from guard.media import Frame, VideoWriter
@@ -256,3 +260,74 @@ def test_init_force_renews_the_signing_keys_and_keeps_the_secrets_clips_and_chec
     retired = sorted(p.name for p in (paths.keys / "retired").rglob("*") if p.is_file())
     assert retired == sorted([paths.ca_cert.name, paths.ca_key.name, paths.signer_chain.name, paths.signer_key.name])
     assert [p.read_bytes() for p in (paths.keys / "trusted").glob("root-*.pem")] == [before[paths.ca_cert]]
+
+
+# --- the watermark secret -----------------------------------------------------------------------------------------
+
+def test_watermark_rotation_marks_new_clips_with_the_new_key_and_still_reads_old_ones(
+        sqlite_initialized: Initialized, tmp_path: Path) -> None:
+    """A leaked watermark secret lets anyone read and embed marks, so it must be replaceable without losing every
+    clip released so far: `keys rotate-watermark` marks new clips with a new secret and keeps reading the old one,
+    and says so wherever a mark is read with it."""
+    env, paths = sqlite_initialized.env, sqlite_initialized.settings.paths
+    source = write_clip(synthetic_frames("pan", 640, 360, 24, seed=5), tmp_path / "source.mp4")
+    old_key = paths.watermark_key.read_bytes()
+    assert run_cli(["watermark", "embed", str(source), str(tmp_path / "old.mp4"), "--payload", "00112233445566ff"],
+                   env).returncode == 0
+
+    rotated = run_cli(["keys", "rotate-watermark", "--json"], env)
+    assert rotated.returncode == 0, rotated.stderr
+    change = json.loads(rotated.stdout)
+    [retired_file] = paths.watermark_retired.glob("*.key")
+    assert change["retired_to"] == str(retired_file) and retired_file.read_bytes() == old_key
+    assert retired_file.stat().st_mode & 0o777 == 0o600 and paths.watermark_retired.stat().st_mode & 0o777 == 0o700
+    new_key = paths.watermark_key.read_bytes()
+    assert new_key != old_key and len(new_key) == 32 and paths.watermark_key.stat().st_mode & 0o777 == 0o600
+    assert change["watermark_key_ids"] == [watermark_key_id(new_key), watermark_key_id(old_key)]
+    assert any("restart every server and worker" in note for note in change["notes"])
+    listed = json.loads(run_cli(["keys", "list", "--json"], env).stdout)["watermark"]
+    assert listed["current"]["key_id"] == watermark_key_id(new_key)
+    assert listed["retired"] == [{"label": retired_file.stem, "key_id": watermark_key_id(old_key)}]
+    assert old_key.hex() not in rotated.stdout + json.dumps(listed)
+
+    # The clip marked before still reads, said to be read with the retired key; a new one gets the new key only.
+    old = json.loads(run_cli(["watermark", "detect", str(tmp_path / "old.mp4"), "--json"], env).stdout)
+    assert old["detected"] and old["payload"] == "00112233445566ff" and old["p_value"] <= 1e-6
+    assert old["retired_key"] == retired_file.stem
+    assert run_cli(["watermark", "embed", str(source), str(tmp_path / "new.mp4"), "--payload", "8899aabbccddeeff"],
+                   env).returncode == 0
+    new = json.loads(run_cli(["watermark", "detect", str(tmp_path / "new.mp4"), "--json"], env).stdout)
+    assert new["payload"] == "8899aabbccddeeff" and new["retired_key"] is None
+    assert not detect_file(tmp_path / "new.mp4", watermark_method("hallmark", old_key)).detected
+    # Reading with two keys tests twice the hypotheses, and the p-value counts them.
+    alone = detect_file(tmp_path / "old.mp4", watermark_method("hallmark", old_key))
+    assert alone.payload == bytes.fromhex("00112233445566ff") and alone.retired_key is None
+    assert alone.p_value is not None and alone.p_value < old["p_value"]
+
+    verified = json.loads(run_cli(["verify", str(tmp_path / "old.mp4"), "--json"], env).stdout)
+    assert verified["watermark"]["retired_key"] == retired_file.stem
+    assert any(f"retired watermark key ({retired_file.stem})" in note for note in verified["notes"])
+
+    database = Database(sqlite_initialized.settings.resolved_database_url)
+    AuditTree(database.engine).integrate()
+    events = [json.loads(entry.leaf) for entry in AuditTree(database.engine).entries(0, 10**6)]
+    database.dispose()
+    [logged] = [event for event in events if event["kind"] == "keys.rotate-watermark"]
+    assert logged["data"]["watermark_key_ids"] == change["watermark_key_ids"]
+
+
+def test_a_watermark_secret_from_the_environment_is_rotated_there(sqlite_initialized: Initialized,
+                                                                   tmp_path: Path) -> None:
+    first, second = "first watermark secret, 32 chars", "second watermark secret, 33 chars"
+    env = {**sqlite_initialized.env, "HALLMARK_WATERMARK_KEY": first}
+    refused = run_cli(["keys", "rotate-watermark"], env)
+    assert refused.returncode != 0 and "HALLMARK_WATERMARK_RETIRED_KEYS" in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr
+    source = write_clip(synthetic_frames("zoom", 640, 360, 24, seed=7), tmp_path / "source.mp4")
+    assert run_cli(["watermark", "embed", str(source), str(tmp_path / "marked.mp4"), "--payload",
+                    "0123456789abcdef"], env).returncode == 0
+    env.update(HALLMARK_WATERMARK_KEY=second, HALLMARK_WATERMARK_RETIRED_KEYS=json.dumps([first]))
+    read = json.loads(run_cli(["watermark", "detect", str(tmp_path / "marked.mp4"), "--json"], env).stdout)
+    assert read["payload"] == "0123456789abcdef" and read["retired_key"] == "HALLMARK_WATERMARK_RETIRED_KEYS[0]"
+    shown = json.loads(run_cli(["config"], env).stdout)
+    assert shown["watermark_retired_keys"] == ["**********"] and first not in json.dumps(shown)

@@ -1,4 +1,5 @@
-"""`hallmark keys`: the C2PA signing keys and the trust store (list, init, rotate, import, trust add/remove).
+"""`hallmark keys`: the C2PA signing keys, the trust store and the watermark secret (list, init, rotate,
+rotate-watermark, import, trust add/remove).
 
 Every change is proven before it is installed (a test signature must read back as Trusted), retires what it
 replaces instead of deleting it, and is recorded in the audit log. Private keys are never printed."""
@@ -14,7 +15,7 @@ from api.context import Hallmark
 from api.keystore import KeyChange, KeyStore, signing_warnings
 from registry import AuditLog
 
-app = typer.Typer(help="C2PA signing keys and the trust store.", no_args_is_help=True)
+app = typer.Typer(help="C2PA signing keys, the trust store and the watermark secret.", no_args_is_help=True)
 trust_app = typer.Typer(help="Extra trust anchors (root CAs whose manifests verify as Trusted).",
                         no_args_is_help=True)
 app.add_typer(trust_app, name="trust")
@@ -29,7 +30,7 @@ def _read(path: Path, what: str) -> bytes:
 def _record(hm: Hallmark, change: KeyChange, json_output: bool) -> None:
     with hm.db.session() as session:
         AuditLog(session).append(f"keys.{change.action}", signer_sha256=[c["sha256"] for c in change.signer],
-                                 trusted_added=change.trusted_added)
+                                 trusted_added=change.trusted_added, watermark_key_ids=change.watermark_key_ids)
     hm.close()
     if json_output:
         print_json(change.__dict__)
@@ -40,6 +41,9 @@ def _record(hm: Hallmark, change: KeyChange, json_output: bool) -> None:
                   f"sha256 {str(cert['sha256'])[:16]}…)")
     for path in change.trusted_added:
         out.print(f"  trusted  {path}")
+    if change.watermark_key_ids:
+        out.print(f"  watermark key {change.watermark_key_ids[0]} marks new clips; {change.watermark_key_ids[1]} "
+                  "is retired (read with, never marked with)")
     if change.retired_to:
         out.print(f"  retired  previous files kept in {change.retired_to}")
     for note in change.notes:
@@ -72,6 +76,13 @@ def list_keys(json_output: bool = typer.Option(False, "--json", help="Print as J
         out.print(f"  {anchor['subject']}  until {str(anchor['not_after'])[:10]}  "
                   f"sha256 {str(anchor['sha256'])[:16]}…  [dim]{anchor['source']}[/]")
     out.print(f"[bold]Timestamp authority[/] {status['tsa_url'] or 'none (off)'}")
+    watermark = status["watermark"]
+    if "error" in watermark:
+        out.print(f"[bold]Watermark key[/] [red]unreadable[/]: {watermark['error']}")
+    else:
+        out.print(f"[bold]Watermark key[/] id {watermark['current']['key_id']}  [dim]{watermark['current']['source']}[/]")
+        for retired in watermark["retired"]:
+            out.print(f"  retired {retired['label']}  id {retired['key_id']}  (read with, never marked with)")
     for warning in status["warnings"]:
         out.print(f"[yellow]note[/] {warning}")
 
@@ -91,6 +102,13 @@ def rotate(
     """New signing key and certificate; clips signed before still verify as Trusted."""
     hm = hallmark()
     _record(hm, KeyStore(hm).rotate(new_ca=ca), json_output)
+
+
+@app.command("rotate-watermark")
+def rotate_watermark(json_output: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """New watermark secret for new clips; the old one is kept for reading, so clips released before still resolve."""
+    hm = hallmark()
+    _record(hm, KeyStore(hm).rotate_watermark(), json_output)
 
 
 @app.command("import")

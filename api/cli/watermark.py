@@ -61,7 +61,8 @@ def detect(
         return
     if detection.detected:
         p_value = f"  p={detection.p_value:.1e}" if detection.p_value is not None else ""
+        retired = f", retired key {detection.retired_key}" if detection.retired_key else ""
         out.print(f"detected  payload {detection.payload.hex() if detection.payload else '?'}{p_value}"
-                  f"  ({detection.frames_used} frames, {detection.method})")
+                  f"  ({detection.frames_used} frames, {detection.method}{retired})")
     else:
         out.print(f"not detected ({detection.frames_used} frames, {detection.method})")

@@ -66,7 +66,7 @@ def _methods(hm: Hallmark) -> dict[str, WatermarkMethod]:
     methods = {hm.watermark.soft_binding_alg: hm.watermark}
     for name in METHODS:
         if name != hm.watermark.name:
-            method = watermark_method(name, hm.watermark_key)
+            method = watermark_method(name, hm.watermark_key, hm.watermark_retired_keys)
             methods.setdefault(method.soft_binding_alg, method)
     return methods
 

@@ -28,6 +28,7 @@ class Detection:
     method: str
     score: float | None = None  # the method's own evidence statistic (e.g. bit agreement)
     note: str | None = None
+    retired_key: str | None = None  # the payload was read with this retired watermark key (None: the current one)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -38,6 +39,7 @@ class Detection:
             "method": self.method,
             "score": self.score,
             "note": self.note,
+            "retired_key": self.retired_key,
         }
 
 
@@ -69,6 +71,12 @@ class WatermarkMethod(Protocol):
 def subkey(key: bytes, purpose: str) -> bytes:
     """A key for one purpose derived from the watermark secret (HMAC-SHA256), so methods never share key bits."""
     return hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+
+
+def watermark_key_id(key: bytes) -> str:
+    """A public name for a watermark secret (16 hex digits), for logs and `hallmark keys list`: it tells keys apart
+    and reveals nothing of the key."""
+    return subkey(key, "key-id")[:8].hex()
 
 
 def check_payload(payload: bytes) -> bytes:

@@ -15,10 +15,12 @@ analytically under the null.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from guard.errors import InvalidInput
 from guard.marks.invisible import check_payload
 from guard.marks.tiled.code import PayloadCode
-from guard.marks.tiled.detect import THRESHOLD, TiledDetector
+from guard.marks.tiled.detect import THRESHOLD, ReadingKey, TiledDetector
 from guard.marks.tiled.embed import TiledEmbedder
 from guard.marks.tiled.layout import TileLayout, render
 
@@ -33,9 +35,13 @@ class HallmarkTiled:
     # stronger pass for content too flat to carry it (see embed.py; PSNR stays ≥ 42.2 dB at both).
     strengths = (1.0, 2.0)
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, retired: Sequence[tuple[str, bytes]] = ()) -> None:
+        """`key` marks and reads; `retired` (label, key) pairs are only read with, so that clips marked before a
+        key rotation still resolve (detect.py counts every key in the p-value)."""
         self._layout = TileLayout.from_key(key)
         self._code = PayloadCode(key)
+        self._reading = [ReadingKey(self._layout, self._code)] + [
+            ReadingKey(TileLayout.from_key(old), PayloadCode(old), label) for label, old in retired]
 
     def embedder(self, payload: bytes, width: int, height: int, fps: float, *,
                  strength: float = 1.0) -> TiledEmbedder:
@@ -46,7 +52,7 @@ class HallmarkTiled:
         return TiledEmbedder(render(tile, width, height), strength)
 
     def detector(self, width: int, height: int, fps: float) -> TiledDetector:
-        return TiledDetector(self.name, self._layout, self._code, width, height, fps)
+        return TiledDetector(self.name, self._reading, width, height, fps)
 
 
 __all__ = ["HallmarkTiled"]

@@ -23,16 +23,19 @@ pilot, then read the payload where the pilot points.
    payload chips and run the error-correcting decoder; if none decodes, the `LISTED_PEAKS` strongest go through
    the list decoder (code.list_viterbi: 32 paths, the MAC picks), which reads words about 0.8 dB weaker.
 
-p-value: N hypotheses (candidates of every sum x 2 orientations x shifts) were tested. With a decoded payload whose
-pilot scored z: p = 2^-32 · (N·P(z) + 31 · min(LISTED_PEAKS, N·P(z))), the expected number of words passing the MAC
-by chance among those checked (stats.decoded_p); without one: p = N · P(z_max). Detected when p ≤ `THRESHOLD`.
+p-value: N hypotheses (candidates of every sum x 2 orientations x shifts x keys: the current watermark key and any
+retired ones, ranked together by pilot strength) were tested. With a decoded payload whose pilot scored z:
+p = 2^-32 · (N·P(z) + 31 · min(LISTED_PEAKS, N·P(z))), the expected number of words passing the MAC by chance among
+those checked (stats.decoded_p); without one: p = N · P(z_max). Detected when p ≤ `THRESHOLD`. Each retired key adds
+the decoding of every hypothesis to a clip that carries no mark (about 1.5 s on a 3 s 640x480 clip, against 2.4 s
+in all with one key); a clip marked with a retired key costs what it would with that key alone.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -117,14 +120,27 @@ class Hypothesis:
     lattice: Lattice
     mirrored: bool
     shift: tuple[int, int]
+    key: int = 0  # which of the detector's keys (0: the current one)
+
+
+@dataclass(frozen=True)
+class ReadingKey:
+    """One watermark key the detector reads with: its tile layout and payload code, and the label of the retired
+    key it is (None: the current key)."""
+
+    layout: TileLayout
+    code: PayloadCode
+    retired: str | None = None
 
 
 class TiledDetector:
-    def __init__(self, name: str, key_layout: TileLayout, code: PayloadCode, width: int, height: int,
-                 fps: float) -> None:
+    def __init__(self, name: str, keys: Sequence[ReadingKey], width: int, height: int, fps: float) -> None:
+        """`keys`: the current key first, then any retired ones. Everything up to the folds is the same for every
+        key (the lattice search never uses the key); only the pilot correlation and the decoding run per key."""
+        if not keys:
+            raise ValueError("a detector needs at least one key")
         self._name = name
-        self._layout = key_layout
-        self._code = code
+        self._keys = tuple(keys)
         factor = min(1.0, WORK_SHORT_SIDE / max(1, min(width, height)))
         self._work = (max(1, int(round(width * factor))), max(1, int(round(height * factor))))
         # The codec's block grid, in working pixels (x, y); None turns the notch off (BLOCK_GRID 0).
@@ -183,9 +199,7 @@ class TiledDetector:
         # all-intra clips, and NON_KEY_WEIGHT, for lossy re-encodes whose predicted frames lost most of the mark.
         weights = [1.0] + ([NON_KEY_WEIGHT] if set(self._sums[0]) == {"key", "other"} else [])
         lattices: list[Lattice] = []
-        hypotheses: list[Hypothesis] = []
-        folds: dict[tuple[Lattice, bool], np.ndarray] = {}
-        zmaps: dict[tuple[Lattice, bool], np.ndarray] = {}
+        grids: dict[Lattice, np.ndarray] = {}  # each lattice's fold, filtered with the chip kernel (`_filtered`)
         fills = {chip: static_fill_mask(self._fill_count, self._frames, chip) for chip in self._chips}
         labelled_sums = zip(itertools.product(self._chips, self._powers), self._sums)
         for ((chip, power), sums), weight in itertools.product(labelled_sums, weights):
@@ -201,31 +215,38 @@ class TiledDetector:
             found = [replace(lattice, power=power) for lattice in find_lattices(total, chip, weight, self._block)]
             for lattice in [Lattice(M * chip, 0.0, source, weight, chip, power)] + found:
                 lattices.append(lattice)
-                chips_grid = fold(total, lattice)
+                grids[lattice] = _filtered(fold(total, lattice))
+        # Every key tests every hypothesis: the union bound counts them all, so a clip read with a retired key
+        # (or with none) is held to the same false-positive bound as with one key.
+        tested = len(lattices) * 2 * (M * BINS_PER_CHIP) ** 2 * len(self._keys)
+        hypotheses: list[Hypothesis] = []
+        zmaps: dict[tuple[int, Lattice, bool], np.ndarray] = {}
+        for key_index, key in enumerate(self._keys):
+            for lattice in lattices:
                 for mirrored in (False, True):
-                    g, zmap = self._pilot_scores(chips_grid, mirrored)
-                    folds[(lattice, mirrored)] = g
-                    zmaps[(lattice, mirrored)] = zmap
+                    zmap = _pilot_z(grids[lattice], key.layout.pilot_grid(), mirrored)
+                    zmaps[(key_index, lattice, mirrored)] = zmap
                     for shift, z in top_peaks(zmap, PEAKS_PER_MAP):
-                        hypotheses.append(Hypothesis(z, lattice, mirrored, shift))
-        tested = len(lattices) * 2 * (M * BINS_PER_CHIP) ** 2
+                        hypotheses.append(Hypothesis(z, lattice, mirrored, shift, key_index))
+        # One ranking over every key (stable: on a tie the current key comes first), so that a clip marked with a
+        # retired key is decoded as soon as its strong pilot comes up, not after every hypothesis of the current key.
         hypotheses.sort(key=lambda h: h.z, reverse=True)
         best = hypotheses[0]
-        best_chips = self._chips_at(folds[(best.lattice, best.mirrored)], best.shift, best.mirrored)
-        self.diagnostics = {"z_fixed": self._fixed_z(folds[(lattices[0], False)]), "z_max": best.z,
-                            "hypotheses": tested,
-                            "code_values": self._layout.code_values(best_chips)}
+        current = next(h for h in hypotheses if h.key == 0)
+        self.diagnostics = {"z_fixed": _fixed_z(grids[lattices[0]], self._keys[0].layout), "z_max": current.z,
+                            "hypotheses": tested, "code_values": self._keys[0].layout.code_values(
+                                _chips_at(grids[current.lattice], current.shift, current.mirrored))}
         # The peaks in order of pilot strength, each with its 8 neighbouring shifts (a weak pilot's maximum can land
         # one bin off), each a hypothesis of its own scored with its own z: the bound below holds for every shift
         # tried. They are decoded a few peaks at a time (the decoder is batched); the first that decodes wins.
         for start in range(0, len(hypotheses), DECODE_PEAKS):
             candidates = [neighbour for peak in hypotheses[start:start + DECODE_PEAKS]
-                          for neighbour in _neighbours(peak, zmaps[(peak.lattice, peak.mirrored)])]
-            found = self._decode(candidates, folds, self._code.decode_many, tested)
+                          for neighbour in _neighbours(peak, zmaps[(peak.key, peak.lattice, peak.mirrored)])]
+            found = self._decode(candidates, grids, lambda key: key.code.decode_many, tested)
             if found is not None:
                 return found
         # No peak decoded: the strongest go through the list decoder, which reads words ~0.8 dB weaker.
-        found = self._decode(hypotheses[:LISTED_PEAKS], folds, self._code.decode_lists, tested)
+        found = self._decode(hypotheses[:LISTED_PEAKS], grids, lambda key: key.code.decode_lists, tested)
         if found is not None:
             return found
         p_value = bonferroni_p(log_rademacher_tail(best.z), tested)
@@ -236,56 +257,68 @@ class TiledDetector:
         return Detection(p_value <= THRESHOLD, None, p_value, self._frames, self._name, score=round(best.z, 3),
                          note=note)
 
-    def _decode(self, candidates: list[Hypothesis], folds: dict[tuple[Lattice, bool], np.ndarray],
-                decoder: Callable[[np.ndarray], list[Decoded | None]], tested: int) -> Detection | None:
-        """The first candidate whose payload the decoder reads, as a detection (or None)."""
-        values = self._layout.code_values(np.stack([
-            self._chips_at(folds[(h.lattice, h.mirrored)], h.shift, h.mirrored) for h in candidates]))
-        for hypothesis, decoded in zip(candidates, decoder(values)):
-            if decoded is None:
+    def _decode(self, candidates: list[Hypothesis], grids: dict[Lattice, np.ndarray],
+                decoder: Callable[[ReadingKey], Callable[[np.ndarray], list[Decoded | None]]],
+                tested: int) -> Detection | None:
+        """The first candidate whose payload the decoder reads under its key, as a detection (or None). Each key's
+        candidates are decoded together (the decoder is batched)."""
+        decoded: dict[int, Decoded | None] = {}
+        for key_index in sorted({h.key for h in candidates}):
+            key = self._keys[key_index]
+            rows = [i for i, h in enumerate(candidates) if h.key == key_index]
+            values = key.layout.code_values(np.stack([
+                _chips_at(grids[candidates[i].lattice], candidates[i].shift, candidates[i].mirrored) for i in rows]))
+            decoded.update(zip(rows, decoder(key)(values)))
+        for i, hypothesis in enumerate(candidates):
+            found = decoded[i]
+            if found is None:
                 continue
             p_value = decoded_p(log_rademacher_tail(hypothesis.z), tested, LOG_NULL_DECODE, LISTED_PEAKS,
                                 LIST_SIZE)
-            return Detection(p_value <= THRESHOLD, decoded.payload if p_value <= THRESHOLD else None, p_value,
+            return Detection(p_value <= THRESHOLD, found.payload if p_value <= THRESHOLD else None, p_value,
                              self._frames, self._name, score=round(hypothesis.z, 3),
-                             note=_describe(hypothesis, decoded.corrected))
+                             note=_describe(hypothesis, found.corrected),
+                             retired_key=self._keys[hypothesis.key].retired)
         return None
 
-    def _pilot_scores(self, folded: np.ndarray, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(g, z): g = the fold filtered with the chip kernel (g[q·i + s] is chip i's value at shift s); z = the
-        pilot's normalised correlation at every shift."""
-        pilot = self._layout.pilot_grid()
-        if mirrored:
-            pilot = mirror_chips(pilot)
-        q = BINS_PER_CHIP
-        comb = np.zeros((M * q, M * q), dtype=np.float64)
-        comb[::q, ::q] = pilot
-        g = np.real(sfft.ifft2(sfft.fft2(folded) * _kernel_spectrum(M * q, q)))
-        g_spec = sfft.fft2(g)
-        correlation = np.real(sfft.ifft2(g_spec * np.conj(sfft.fft2(comb))))
-        energy = np.real(sfft.ifft2(sfft.fft2(g * g) * np.conj(sfft.fft2(np.abs(comb)))))
-        z = correlation / np.sqrt(np.maximum(energy, 1e-30))
-        return g, z
 
-    def _fixed_z(self, g: np.ndarray) -> float:
-        """The pilot's z-score at one hypothesis chosen without looking at the data (resize lattice, no flip,
-        shift 0): under the null its distribution is what the p-value assumes, which the benchmark checks."""
-        chips = self._chips_at(g, (0, 0), False).reshape(-1)[self._layout.pilot_index]
-        return float(chips @ self._layout.pilot_sign / max(float(np.linalg.norm(chips)), 1e-30))
+def _filtered(folded: np.ndarray) -> np.ndarray:
+    """The fold filtered with the chip kernel: g[q·i + s] is chip i's value at shift s."""
+    return np.real(sfft.ifft2(sfft.fft2(folded) * _kernel_spectrum(M * BINS_PER_CHIP, BINS_PER_CHIP)))
 
-    def _chips_at(self, g: np.ndarray, shift: tuple[int, int], mirrored: bool) -> np.ndarray:
-        q = BINS_PER_CHIP
-        rows = (np.arange(M) * q + shift[0]) % (M * q)
-        cols = (np.arange(M) * q + shift[1]) % (M * q)
-        chips = g[np.ix_(rows, cols)]
-        return mirror_chips(chips) if mirrored else chips
+
+def _pilot_z(g: np.ndarray, pilot: np.ndarray, mirrored: bool) -> np.ndarray:
+    """The pilot's normalised correlation with the filtered fold `g` at every shift."""
+    if mirrored:
+        pilot = mirror_chips(pilot)
+    q = BINS_PER_CHIP
+    comb = np.zeros((M * q, M * q), dtype=np.float64)
+    comb[::q, ::q] = pilot
+    correlation = np.real(sfft.ifft2(sfft.fft2(g) * np.conj(sfft.fft2(comb))))
+    energy = np.real(sfft.ifft2(sfft.fft2(g * g) * np.conj(sfft.fft2(np.abs(comb)))))
+    return correlation / np.sqrt(np.maximum(energy, 1e-30))
+
+
+def _fixed_z(g: np.ndarray, layout: TileLayout) -> float:
+    """The pilot's z-score at one hypothesis chosen without looking at the data (resize lattice, no flip, shift 0):
+    under the null its distribution is what the p-value assumes, which the benchmark checks."""
+    chips = _chips_at(g, (0, 0), False).reshape(-1)[layout.pilot_index]
+    return float(chips @ layout.pilot_sign / max(float(np.linalg.norm(chips)), 1e-30))
+
+
+def _chips_at(g: np.ndarray, shift: tuple[int, int], mirrored: bool) -> np.ndarray:
+    q = BINS_PER_CHIP
+    rows = (np.arange(M) * q + shift[0]) % (M * q)
+    cols = (np.arange(M) * q + shift[1]) % (M * q)
+    chips = g[np.ix_(rows, cols)]
+    return mirror_chips(chips) if mirrored else chips
 
 
 def _neighbours(peak: Hypothesis, zmap: np.ndarray) -> list[Hypothesis]:
     """The peak's shift and the 8 around it (circularly), strongest pilot first."""
     size = zmap.shape[0]
     shifts = {((peak.shift[0] + dr) % size, (peak.shift[1] + dc) % size) for dr in (-1, 0, 1) for dc in (-1, 0, 1)}
-    found = [Hypothesis(float(zmap[shift]), peak.lattice, peak.mirrored, shift) for shift in shifts]
+    found = [Hypothesis(float(zmap[shift]), peak.lattice, peak.mirrored, shift, peak.key) for shift in shifts]
     return sorted(found, key=lambda h: h.z, reverse=True)
 
 
