@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import Session, col, select
 
 from api.context import Hallmark
+from api.settings import Settings
 from guard.errors import HallmarkError, InvalidInput, MediaError
 from guard.gate import Decision, GateRequest, mentioned_handles
 from guard.likeness.liveness import Move, instructions, new_challenge
@@ -33,11 +34,10 @@ from registry.clock import as_utc, utcnow
 HANDLE_PATTERN = r"^@?[A-Za-z0-9_][A-Za-z0-9_.]{0,30}[A-Za-z0-9_]$"
 MAX_TERM_CHARS = 100  # a restriction term is a word or a short phrase
 
-# How many challenges may be issued in an hour, per cameo and per account (a new registration issues one too).
-# Each challenge allows one upload, so this also caps verification attempts. Without a cap, a challenge could be
-# redrawn for free until it asks only for moves some pre-recorded footage happens to show.
-CHALLENGES_PER_CAMEO_PER_HOUR = 5
-CHALLENGES_PER_ACCOUNT_PER_HOUR = 10
+# How many challenges may be issued in an hour, per cameo and per account (a new registration issues one too):
+# HALLMARK_CAMEO_CHALLENGES_PER_HOUR and _PER_ACCOUNT_HOUR. Each challenge allows one upload, so this also caps
+# verification attempts. Without a cap, a challenge could be redrawn for free until it asks only for moves some
+# pre-recorded footage happens to show.
 CHALLENGE_LIMIT_WINDOW = timedelta(hours=1)
 
 
@@ -175,14 +175,15 @@ def _refuse_protected_handle(hm: Hallmark, handle: str) -> None:
                                 "operator (hallmark cameo enroll).")
 
 
-def _check_challenge_limits(session: Session, owner_id: str, cameo_id: str | None) -> None:
+def _check_challenge_limits(settings: Settings, session: Session, owner_id: str, cameo_id: str | None) -> None:
     """Raise TooManyChallenges when the account, or the cameo, had its hourly share of challenges."""
     now = utcnow()
     since = now - CHALLENGE_LIMIT_WINDOW
     challenges = Challenges(session)
-    limits = [(challenges.issued_since(since, owner_id=owner_id), CHALLENGES_PER_ACCOUNT_PER_HOUR, "your account")]
+    limits = [(challenges.issued_since(since, owner_id=owner_id), settings.cameo_challenges_per_account_hour,
+               "your account")]
     if cameo_id is not None:
-        limits.append((challenges.issued_since(since, cameo_id=cameo_id), CHALLENGES_PER_CAMEO_PER_HOUR,
+        limits.append((challenges.issued_since(since, cameo_id=cameo_id), settings.cameo_challenges_per_hour,
                        "this cameo"))
     for issued, limit, whose in limits:
         if len(issued) >= limit:
@@ -192,7 +193,7 @@ def _check_challenge_limits(session: Session, owner_id: str, cameo_id: str | Non
 
 
 def _issue_challenge(hm: Hallmark, session: Session, cameo: Cameo) -> CameoChallenge:
-    _check_challenge_limits(session, cameo.owner_id, cameo.id)
+    _check_challenge_limits(hm.settings, session, cameo.owner_id, cameo.id)
     moves = new_challenge([Move(m) for m in hm.settings.cameo_challenge_moves], hm.settings.cameo_challenge_length)
     expires = utcnow() + timedelta(seconds=hm.settings.cameo_challenge_ttl_seconds)
     return Challenges(session).issue(cameo, [str(m) for m in moves], expires)
@@ -203,7 +204,7 @@ def start_registration(hm: Hallmark, owner: Account, handle: str,
     handle = check_handle(handle)
     _refuse_protected_handle(hm, handle)
     with hm.db.session() as session:
-        _check_challenge_limits(session, owner.id, None)  # before anything is created
+        _check_challenge_limits(hm.settings, session, owner.id, None)  # before anything is created
         cameo = Cameos(session).create(handle, owner.id, visibility)
         challenge = _issue_challenge(hm, session, cameo)
         AuditLog(session).append("cameo.registered", actor_id=owner.id, subject=cameo.id, method="challenge",

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
                                              description="Head movements a registration challenge draws from.")
     cameo_challenge_length: int = Field(3, ge=1, le=8)
     cameo_challenge_ttl_seconds: int = Field(300, ge=10, le=3600)
+    cameo_challenges_per_hour: int = Field(5, ge=1, description="Challenges (each allows one verification upload) "
+                                           "issued per cameo per hour; a registration issues one too.")
+    cameo_challenges_per_account_hour: int = Field(10, ge=1, description="Challenges issued per account per hour, "
+                                                   "over all its cameos.")
     cameo_max_video_seconds: float = Field(20.0, gt=1.0, le=120.0)
     output_face_samples_per_second: float = Field(2.0, gt=0.0, le=30.0)
 
@@ -144,6 +148,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=0, le=32, description="In-process generation workers in `serve` (0: none).")
+    verify_concurrency: int = Field(0, ge=0, le=64, description="Verifications (POST /v1/verify, /matches/"
+                                    "byContent) run at once per API process; 0: half the cores, at least 2.")
+    verify_queue_seconds: float = Field(30.0, ge=0.0, le=600.0, description="How long an upload waits for a free "
+                                        "verification slot before the answer is 503 with Retry-After.")
 
     @field_validator("cameo_challenge_moves", mode="after")
     @classmethod

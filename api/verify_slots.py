@@ -14,12 +14,12 @@ from api.problems import ApiProblem
 
 # A verification is CPU-bound (decoding, the detector's FFTs, C2PA hashing): running more at once than there are
 # cores only makes each slower, and unbounded, a burst of uploads would starve the rest of the API. Two at least, so
-# that one long clip does not hold up every other caller.
-VERIFY_SLOTS = max(2, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 2
-# A caller whose upload arrives while every slot is busy waits for one, as a person uploading a file expects; only
-# when the wait grows long (or too many are already waiting, each holding an upload on disk) is it told to come back.
-VERIFY_WAIT_SECONDS = 30.0
-VERIFY_MAX_WAITING = 8 * VERIFY_SLOTS
+# that one long clip does not hold up every other caller. HALLMARK_VERIFY_CONCURRENCY overrides it.
+DEFAULT_SLOTS = max(2, len(os.sched_getaffinity(0)) // 2) if hasattr(os, "sched_getaffinity") else 2
+# A caller whose upload arrives while every slot is busy waits for one (HALLMARK_VERIFY_QUEUE_SECONDS, 30 s by
+# default), as a person uploading a file expects; only when the wait grows long, or too many are already waiting
+# (each holding an upload on disk), is it told to come back.
+WAITING_PER_SLOT = 8
 RETRY_AFTER_SECONDS = 15
 
 
@@ -27,11 +27,10 @@ class VerifySlots:
     """At most `size` verifications run at once in this process; the others queue, up to `max_waiting` of them for
     at most `wait_seconds`, and beyond that get 503 with Retry-After."""
 
-    def __init__(self, size: int = VERIFY_SLOTS, wait_seconds: float = VERIFY_WAIT_SECONDS,
-                 max_waiting: int = VERIFY_MAX_WAITING) -> None:
+    def __init__(self, size: int = DEFAULT_SLOTS, wait_seconds: float = 30.0, max_waiting: int | None = None) -> None:
         self.size = size
         self.wait_seconds = wait_seconds
-        self.max_waiting = max_waiting
+        self.max_waiting = WAITING_PER_SLOT * size if max_waiting is None else max_waiting
         self._semaphore = asyncio.Semaphore(size)
         self._waiting = 0
 
@@ -64,8 +63,10 @@ def _busy() -> ApiProblem:
 
 
 def verify_slots(app: FastAPI) -> VerifySlots:
-    """The app's slots, made on first use (inside its event loop; each app has its own)."""
+    """The app's slots, made on first use (inside its event loop; each app has its own), as its settings say."""
     slots = getattr(app.state, "verify_slots", None)
     if slots is None:
-        slots = app.state.verify_slots = VerifySlots()
+        settings = app.state.hallmark.settings
+        slots = app.state.verify_slots = VerifySlots(settings.verify_concurrency or DEFAULT_SLOTS,
+                                                     settings.verify_queue_seconds)
     return slots

@@ -507,7 +507,9 @@ def test_challenges_are_limited_per_cameo_and_per_account_across_processes(
     hm: Hallmark = client.app.state.hallmark
     mallory = new_account(client, initialized.admin_key, "mallory")
     first = client.post("/v1/cameos", json={"handle": "stranger"}, headers=bearer(mallory)).json()["cameo"]["id"]
-    for _ in range(service.CHALLENGES_PER_CAMEO_PER_HOUR - 1):
+    per_cameo, per_account = hm.settings.cameo_challenges_per_hour, hm.settings.cameo_challenges_per_account_hour
+    assert (per_cameo, per_account) == (5, 10)  # the defaults
+    for _ in range(per_cameo - 1):
         assert client.post(f"/v1/cameos/{first}/challenge", headers=bearer(mallory)).status_code == 201
     limited = client.post(f"/v1/cameos/{first}/challenge", headers=bearer(mallory))
     assert limited.status_code == 429 and limited.json()["code"] == "too_many_challenges"
@@ -525,8 +527,8 @@ def test_challenges_are_limited_per_cameo_and_per_account_across_processes(
 
     # New cameos do not reset the count: the account's limit covers registrations too.
     second = client.post("/v1/cameos", json={"handle": "stranger2"}, headers=bearer(mallory)).json()["cameo"]["id"]
-    issued = service.CHALLENGES_PER_CAMEO_PER_HOUR + 1
-    while issued < service.CHALLENGES_PER_ACCOUNT_PER_HOUR:
+    issued = per_cameo + 1
+    while issued < per_account:
         assert client.post(f"/v1/cameos/{second}/challenge", headers=bearer(mallory)).status_code == 201
         issued += 1
     refused = client.post("/v1/cameos", json={"handle": "stranger3"}, headers=bearer(mallory))

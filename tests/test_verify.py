@@ -587,6 +587,21 @@ def test_a_window_only_slightly_shorter_than_the_clip_is_described_exactly(relea
     assert exact == []
 
 
+def test_verification_slots_follow_the_settings(released: Released) -> None:
+    from api.app import create_app
+    from api.verify_slots import DEFAULT_SLOTS, verify_slots
+
+    tuned = released.init.settings.model_copy(update={"verify_concurrency": 3, "verify_queue_seconds": 5.0})
+    default = (DEFAULT_SLOTS, 30.0, 8 * DEFAULT_SLOTS)
+    for settings, expected in ((tuned, (3, 5.0, 24)), (released.init.settings, default)):
+        app = create_app(settings, workers=0)
+        try:
+            slots = verify_slots(app)
+            assert (slots.size, slots.wait_seconds, slots.max_waiting) == expected
+        finally:
+            app.state.hallmark.close()
+
+
 def test_verifications_beyond_the_slots_wait_then_get_503(released: Released) -> None:
     """The slots are busy (held here): a caller waits for one, and is told to retry when the wait runs out."""
     import threading

@@ -80,7 +80,8 @@ def list_keys(json_output: bool = typer.Option(False, "--json", help="Print as J
     if "error" in watermark:
         out.print(f"[bold]Watermark key[/] [red]unreadable[/]: {watermark['error']}")
     else:
-        out.print(f"[bold]Watermark key[/] id {watermark['current']['key_id']}  [dim]{watermark['current']['source']}[/]")
+        current = watermark["current"]
+        out.print(f"[bold]Watermark key[/] id {current['key_id']}  [dim]{current['source']}[/]")
         for retired in watermark["retired"]:
             out.print(f"  retired {retired['label']}  id {retired['key_id']}  (read with, never marked with)")
     for warning in status["warnings"]:
