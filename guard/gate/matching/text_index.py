@@ -201,24 +201,44 @@ class AliasIndex:
         hits: list[TextHit] = []
         for number, owner in pairs:
             form = self.folded[owner]
-            budget = allowed_edits(len(form))
             for start, end in by_prefix[prefixes[number]]:
                 candidate = text.text[start:end]
-                if abs(len(form) - len(candidate)) > budget:
+                typo = _typo(candidate, form)
+                if typo is None:
                     continue
-                distance = OSA.distance(candidate, form, score_cutoff=budget)
-                if distance > budget or distance == 0:
-                    continue
+                distance, length = typo
                 # an isolated letter ("wizard's hat") is part of ordinary text; spelled-out runs were merged
                 window_words = {text.text[a:b] for a, b in words if a >= start and b <= end and b - a > 1}
                 if window_words <= lexicon and (self.weak[owner] or not _aligned(window_words,
                                                                                   self.alias_words[owner])):
                     continue  # real words, not a disguise (see the module docstring)
                 a, b = text.span(start, end)
-                score = 1.0 - distance / max(len(form), len(candidate))
+                score = 1.0 - distance / length
                 hits.append(TextHit(self.keys[owner], self.aliases[owner], "fuzzy", score, a, b,
                                     text.original[a:b], distance))
         return hits
+
+
+def _typo(candidate: str, form: str) -> tuple[int, int] | None:
+    """(edits, length) when `candidate` is a misspelling of the alias `form` within its edit budget, else None.
+
+    Both are folded, and the UTS #39 skeleton spells every "m" as "rn" (so that an "rn" typed for an "m" matches
+    exactly). That makes an "m" two letters: a doubled or dropped "m" ("Obamma" for "Obama") would cost two edits,
+    past a short name's budget of one. So the distance is also taken with "rn" read back as "m", and the closer
+    reading counts; the mapping is one-to-one on folded text (which holds no "m"), so neither reading finds an
+    exact match the other does not."""
+    best: tuple[int, int] | None = None
+    for typed, alias in ((candidate, form), (candidate.replace("rn", "m"), form.replace("rn", "m"))):
+        budget = allowed_edits(len(alias))
+        if abs(len(alias) - len(typed)) > budget:
+            continue
+        distance = OSA.distance(typed, alias, score_cutoff=budget)
+        if distance > budget or distance == 0:
+            continue
+        length = max(len(alias), len(typed))
+        if best is None or distance / length < best[0] / best[1]:
+            best = (distance, length)
+    return best
 
 
 def _aligned(window_words: set[str], alias_words: frozenset[str]) -> bool:
