@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.audit import record_policy_loaded
-from api.body_limit import BodyLimit
+from api.body_limit import MAX_JSON_BYTES, BodyLimit
 from api.context import Hallmark
 from api.generation import HALLMARK_VERSION
 from api.jobs import WorkerPool
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     # Refuse to start on invalid policies (the error names the file and line) or on policies that fail their own
     # cases (policies/cases.toml, as `hallmark policy check` runs them), before they are logged as in force.
     require_passing_cases(hm.policy)
+    hm.watermark  # the watermark keys, retired ones included: a missing or bad key file is said now, not per request
     record_policy_loaded(hm)
     pool = WorkerPool(hm, settings.workers if workers is None else workers)
 
@@ -51,9 +52,13 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     for router in (health.router, generations.router, verify.router, accounts.router, cameos.router,
                    softbinding.router, works.router, gate.router, audit.router):
         app.include_router(router)
-    # Every request body's limit, in one place: HALLMARK_MAX_REQUEST_BYTES, except for these endpoints.
+    # Every request body's limit, in one place: a small JSON body by default, HALLMARK_MAX_REQUEST_BYTES where the
+    # JSON may carry base64 images, HALLMARK_MAX_UPLOAD_BYTES for video uploads.
     upload = settings.max_upload_bytes + MULTIPART_ALLOWANCE
-    app.add_middleware(BodyLimit, default=settings.max_request_bytes, limits={
+    app.add_middleware(BodyLimit, default=MAX_JSON_BYTES, limits={
+        generations.create_generation: settings.max_request_bytes,  # reference_image_base64
+        gate.check: settings.max_request_bytes,  # reference_image_base64
+        works.create_work: settings.max_request_bytes,  # images[].data_base64
         verify.verify: upload,
         cameos.verify: upload,
         softbinding.matches_by_content: upload,

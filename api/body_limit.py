@@ -1,12 +1,13 @@
 """Request body limits: every request body is cut off at its endpoint's limit before the endpoint reads it.
 
 FastAPI reads a JSON endpoint's body whole, whatever its Content-Type, before authentication or validation run, so
-without a cap anyone could make the server hold a gigabyte in memory with one unauthenticated POST. Here every
-endpoint gets `default` (HALLMARK_MAX_REQUEST_BYTES) unless `app.py` names another limit for it: the video uploads
-(HALLMARK_MAX_UPLOAD_BYTES, which they also check themselves as they stream), a works' images form, the small
-soft-binding query. A declared Content-Length over the limit is refused before any of the body is read; a body sent
-without one (chunked) is cut off when the bytes received pass it. Either way the answer is a 413 problem
-(problems.py).
+without a cap anyone could make the server hold a gigabyte in memory with one unauthenticated POST (a JSON body
+parsed into Python objects takes several times its size). Here every endpoint gets `default` (`MAX_JSON_BYTES`)
+unless `app.py` names another limit for it: the JSON endpoints that may carry a base64 image
+(HALLMARK_MAX_REQUEST_BYTES), the video uploads (HALLMARK_MAX_UPLOAD_BYTES, which they also check themselves as
+they stream), a works' images form, the small soft-binding query. A declared Content-Length over the limit is
+refused before any of the body is read; a body sent without one (chunked) is cut off when the bytes received pass
+it. Either way the answer is a 413 problem (problems.py).
 
 FastAPI 0.165 has a `max_body_size` of its own, but when a request declares an oversized Content-Length it replaces
 whatever the app answers with a plain-text "Content Too Large", not a problem body, so it is not used.
@@ -19,6 +20,9 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+MAX_JSON_BYTES = 1024 * 1024  # every other body: the largest legitimate one (500 work aliases) is far below this
 
 
 class BodyTooLarge(HTTPException):

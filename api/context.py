@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from api.verification import VerifyCounter  # imported lazily: it pulls in the verify pipeline
 
 log = logging.getLogger("hallmark.api")
+MIN_WATERMARK_KEY_BYTES = 16  # 128 bits, for the current watermark secret and every retired one
 ANCHOR_SETTING_HINT = ("Correct or remove the file in trust_anchors (HALLMARK_TRUST_ANCHORS, a JSON list, or "
                        "hallmark.toml), then start again.")
 
@@ -69,11 +70,11 @@ class Hallmark:
             key = self.settings.watermark_key.get_secret_value().encode()
         else:
             key = read_secret(self.paths.watermark_key, "watermark secret key")
-        if len(key) < 16:
+        if len(key) < MIN_WATERMARK_KEY_BYTES:
             raise KeyMaterialError("The watermark secret key is shorter than 128 bits.",
-                                   hint="Move keys/watermark.key to keys/watermark-retired/short.key (detection "
-                                   "keeps reading with it) and run `hallmark init` for a new one, or set "
-                                   "HALLMARK_WATERMARK_KEY to a longer secret.")
+                                   hint="Move keys/watermark.key away and run `hallmark init` for a new one, or set "
+                                   "HALLMARK_WATERMARK_KEY to a longer secret. Clips marked with the short key "
+                                   "stop resolving: a key that short cannot tell their marks from forged ones.")
         return key
 
     @cached_property
@@ -81,17 +82,35 @@ class Hallmark:
         """(label, key) of every earlier watermark secret, newest first: keys/watermark-retired/<time>.key
         (`hallmark keys rotate-watermark`), then HALLMARK_WATERMARK_RETIRED_KEYS. Detection reads with them too,
         so clips marked before a rotation still resolve; nothing is marked with them."""
-        keys = []
+        found = []
         if self.paths.watermark_retired.is_dir():
-            for path in sorted(self.paths.watermark_retired.glob("*.key"), reverse=True):
-                keys.append((path.stem, read_secret(path, "retired watermark key")))
-        for index, secret in enumerate(self.settings.watermark_retired_keys):
-            keys.append((f"HALLMARK_WATERMARK_RETIRED_KEYS[{index}]", secret.get_secret_value().encode()))
+            files = sorted(self.paths.watermark_retired.glob("*.key"), key=lambda p: (p.stat().st_mtime, p.name),
+                           reverse=True)
+            found += [(path.stem, read_secret(path, "retired watermark key")) for path in files]
+        found += [(f"HALLMARK_WATERMARK_RETIRED_KEYS[{index}]", secret.get_secret_value().encode())
+                  for index, secret in enumerate(self.settings.watermark_retired_keys)]
+        keys, seen = [], {self.watermark_key}
+        for label, key in found:
+            if len(key) < MIN_WATERMARK_KEY_BYTES:
+                raise KeyMaterialError(f"The retired watermark key {label} is shorter than 128 bits.",
+                                       hint="Remove it: a key that short (an empty one is public) would let anyone "
+                                       "make marks that lead to your generations. Clips marked with it stop "
+                                       "resolving.")
+            if key not in seen:  # an interrupted rotation leaves the current key among the retired ones too
+                seen.add(key)
+                keys.append((label, key))
         return keys
 
     @cached_property
     def watermark(self) -> WatermarkMethod:
+        """The method new clips are marked with, reading with the current key and every retired one."""
         return watermark_method(self.settings.watermark_method, self.watermark_key, self.watermark_retired_keys)
+
+    @cached_property
+    def current_key_watermark(self) -> WatermarkMethod:
+        """The same method reading with the current key only: the gateway's read-back must find the mark this key
+        just made, at the false-positive bound of one key (and without paying for the retired ones)."""
+        return watermark_method(self.settings.watermark_method, self.watermark_key)
 
     def signer(self) -> c2pa.Signer:
         """The C2PA signer: keys/signer.key on disk, or the KMS/HSM callback named by HALLMARK_SIGNER_CALLBACK

@@ -231,8 +231,8 @@ def _stamp_until_readable(hm: Hallmark, generation: Generation, video: Generated
     reads back, nothing is released: an unmarked clip must never leave the gateway."""
     for strength in hm.watermark.strengths:
         _stamp(hm, generation, video, payload, target, on_frame, strength)
-        detection = detect_file(target, hm.watermark)
-        if detection.detected and detection.payload == payload and detection.retired_key is None:
+        detection = detect_file(target, hm.current_key_watermark)
+        if detection.detected and detection.payload == payload:
             if strength != hm.watermark.strengths[0]:
                 log.info("generation %s: watermark read back at strength %s", generation.id, strength)
             return

@@ -227,6 +227,11 @@ class KeyStore:
                                    "a key it does not hold.",
                                    hint="Set HALLMARK_WATERMARK_KEY to a new secret and add the old one to "
                                    "HALLMARK_WATERMARK_RETIRED_KEYS, then restart every server and worker.")
+        if self.settings.watermark_method != "hallmark":
+            raise KeyMaterialError(f"The watermark method {self.settings.watermark_method} reads with the current "
+                                   "key only: after a rotation every clip it marked would decode to a wrong "
+                                   "payload.", hint="Set HALLMARK_WATERMARK_METHOD=hallmark (the default), which "
+                                   "keeps reading with retired keys, before rotating.")
         old = self.hm.watermark_key  # also checks that it exists and is long enough
         new = new_secret_key()
         retired = self.paths.watermark_retired / f"{_stamp()}.key"

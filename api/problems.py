@@ -42,8 +42,9 @@ def problem(status: int, code: str, detail: str, *, hint: str | None = None, hea
 
 
 # What a client whose body was cut off (api/body_limit.py) can do about it.
-BODY_LIMIT_HINT = ("Send less: a JSON body is capped at HALLMARK_MAX_REQUEST_BYTES (send a work's images as multipart "
-                   "to /v1/works/{id}/images), a video upload at HALLMARK_MAX_UPLOAD_BYTES.")
+BODY_LIMIT_HINT = ("Send less than the limit named. JSON bodies with base64 images are capped by "
+                   "HALLMARK_MAX_REQUEST_BYTES (send a work's images as multipart to /v1/works/{id}/images instead), "
+                   "video uploads by HALLMARK_MAX_UPLOAD_BYTES, other JSON at 1 MiB.")
 
 
 class ApiProblem(Exception):

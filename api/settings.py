@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     min_fps: float = Field(1.0, gt=0)
     max_fps: float = Field(60.0, gt=0)
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Largest accepted verify upload.")
-    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body of every other "
-                                   "endpoint (JSON; room for one base64 reference image of 20 MiB).")
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest JSON body of the endpoints "
+                                   "that take base64 images (generations, gate checks, works; room for one 20 MiB "
+                                   "image); other JSON bodies are capped at 1 MiB.")
     verify_max_seconds: float = Field(30.0, ge=0.0, description="Seconds of an uploaded clip (from its start) the "
                                       "watermark detector reads; 0 reads all of it.")
 

@@ -41,15 +41,18 @@ class VerifySlots:
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
-        if self._semaphore.locked() and self._waiting >= self.max_waiting:
+        if not self._semaphore.locked():
+            await self._semaphore.acquire()  # a free slot: taken at once (wait_for with 0 s would time out first)
+        elif self._waiting >= self.max_waiting or self.wait_seconds <= 0:
             raise _busy()
-        self._waiting += 1
-        try:
-            await asyncio.wait_for(self._semaphore.acquire(), self.wait_seconds)
-        except TimeoutError:
-            raise _busy() from None
-        finally:
-            self._waiting -= 1
+        else:
+            self._waiting += 1
+            try:
+                await asyncio.wait_for(self._semaphore.acquire(), self.wait_seconds)
+            except TimeoutError:
+                raise _busy() from None
+            finally:
+                self._waiting -= 1
         try:
             yield
         finally:

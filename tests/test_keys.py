@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from api.app import create_app
 from api.context import Hallmark
 from api.keystore import KeyStore
 from bench.corpus import synthetic_frames, write_clip
@@ -331,3 +332,35 @@ def test_a_watermark_secret_from_the_environment_is_rotated_there(sqlite_initial
     assert read["payload"] == "0123456789abcdef" and read["retired_key"] == "HALLMARK_WATERMARK_RETIRED_KEYS[0]"
     shown = json.loads(run_cli(["config"], env).stdout)
     assert shown["watermark_retired_keys"] == ["**********"] and first not in json.dumps(shown)
+
+
+def test_bad_retired_watermark_keys_are_refused_at_start_with_the_file_named(sqlite_initialized: Initialized,
+                                                                              tmp_path: Path) -> None:
+    paths = sqlite_initialized.settings.paths
+    retired = paths.watermark_retired
+    retired.mkdir(mode=0o700)
+    # An interrupted rotation: the current key was kept as retired but not replaced yet. Read once, not twice.
+    (retired / "20261201T000000Z.key").write_bytes(paths.watermark_key.read_bytes())
+    listed = json.loads(run_cli(["keys", "list", "--json"], sqlite_initialized.env).stdout)["watermark"]
+    assert listed["retired"] == []
+
+    (retired / "broken.key").mkdir()  # not a key file
+    detect = run_cli(["watermark", "detect", str(tmp_path / "none.mp4")], sqlite_initialized.env)
+    assert detect.returncode != 0 and "Traceback" not in detect.stderr
+    assert "retired watermark key" in detect.stderr and "broken.key" in detect.stderr
+    with pytest.raises(KeyMaterialError, match="broken.key"):
+        create_app(sqlite_initialized.settings, workers=0)
+    (retired / "broken.key").rmdir()
+
+    # An empty or short retired key would let anyone make marks that lead to real generations.
+    env = {**sqlite_initialized.env, "HALLMARK_WATERMARK_RETIRED_KEYS": json.dumps([""])}
+    refused = run_cli(["watermark", "detect", str(tmp_path / "none.mp4")], env)
+    assert refused.returncode != 0 and "HALLMARK_WATERMARK_RETIRED_KEYS[0] is shorter than 128 bits" in refused.stderr
+    shown = json.loads(run_cli(["keys", "list", "--json"], env).stdout)["watermark"]  # the listing says why
+    assert "shorter than 128 bits" in shown["error"]
+
+    # The v0 baseline reads with the current key only: rotating would misread every clip it marked.
+    env = {**sqlite_initialized.env, "HALLMARK_WATERMARK_METHOD": "dwtDctSvd"}
+    baseline = run_cli(["keys", "rotate-watermark"], env)
+    assert baseline.returncode != 0 and "HALLMARK_WATERMARK_METHOD=hallmark" in baseline.stderr
+    assert not list(retired.glob("2026*.key"))[1:], "nothing was rotated"

@@ -227,6 +227,11 @@ def test_every_request_body_is_capped_before_a_route_reads_it(init: Initialized,
         # Another Content-Type does not lift the cap, nor does leaving out the credentials.
         as_video = client.post("/v1/generations", content=oversized, headers={"content-type": "video/mp4"})
         assert as_video.status_code == 413
+        # Endpoints that take no image have a 1 MiB cap whatever HALLMARK_MAX_REQUEST_BYTES says.
+        accounts = client.post("/v1/accounts", content=b'{"name": "' + b"a" * (1024 * 1024) + b'"}',
+                               headers={**auth, "content-type": "application/json"})
+        assert accounts.status_code == 413 and "1048576 bytes" in accounts.json()["detail"]
+        assert client.post("/v1/accounts", json={"name": "a" * 5000}, headers=auth).status_code == 422
         # A body under the cap is read and answered as usual.
         small = client.post("/v1/gate/check", json={"prompt": "a red kite over hills"}, headers=auth)
         assert small.status_code == 200, small.text

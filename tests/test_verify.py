@@ -379,6 +379,37 @@ def test_resolution_by_content(released: Released, tmp_path: Path) -> None:
     assert image.status_code == 415
 
 
+def test_a_match_read_with_a_retired_watermark_key_ranks_below_a_current_one(released: Released,
+                                                                              tmp_path: Path) -> None:
+    """After `keys rotate-watermark` the released clip's mark is read with a retired key: still resolved, but at a
+    lower similarity, since a retired key may have leaked; /v1/verify says which key read it."""
+    from pydantic import SecretStr
+
+    from api.app import create_app
+    from api.routers.softbinding import RETIRED_KEY_SCORE
+
+    paths = released.init.settings.paths
+    retired = paths.watermark_retired / "20261201T000000Z.key"
+    retired.parent.mkdir(exist_ok=True)
+    retired.write_bytes(paths.watermark_key.read_bytes())  # read by other tests' apps as their current key: skipped
+    rotated = released.init.settings.model_copy(
+        update={"watermark_key": SecretStr("the watermark secret after rotation")})
+    copy = reencode(released.clip, tmp_path / "copy", crf=20)  # no manifest: only the watermark leads back
+    try:
+        current = released.client.post("/matches/byContent", content=copy.read_bytes(),
+                                       headers={"content-type": "video/mp4"}).json()["matches"][0]
+        with TestClient(create_app(rotated, workers=0)) as client:
+            after = client.post("/matches/byContent", content=copy.read_bytes(),
+                                headers={"content-type": "video/mp4"}).json()["matches"][0]
+            report = client.post("/v1/verify", files={"file": ("copy.mp4", copy.read_bytes(), "video/mp4")}).json()
+    finally:
+        retired.unlink()
+    assert current["manifestId"] == after["manifestId"] == released.manifest_label
+    assert current["similarityScore"] == 100 and after["similarityScore"] == RETIRED_KEY_SCORE
+    assert report["watermark"]["retired_key"] == retired.stem and report["record"] is not None
+    assert any("retired watermark key" in note for note in report["notes"])
+
+
 def test_resolution_rejects_bad_queries(released: Released) -> None:
     client = released.client
     bad_alg = client.get("/matches/byBinding", params={"alg": "com.other.1", "value": "AAAAAAAAAAA="})
@@ -592,6 +623,13 @@ def test_verification_slots_follow_the_settings(released: Released) -> None:
     from api.verify_slots import DEFAULT_SLOTS, verify_slots
 
     tuned = released.init.settings.model_copy(update={"verify_concurrency": 3, "verify_queue_seconds": 5.0})
+    # No queueing (0 s) still verifies while a slot is free; only a busy server answers 503 at once.
+    no_queue = released.init.settings.model_copy(update={"verify_concurrency": 1, "verify_queue_seconds": 0.0})
+    with TestClient(create_app(no_queue, workers=0)) as client:
+        upload = {"file": ("clip.mp4", released.clip.read_bytes(), "video/mp4")}
+        assert client.post("/v1/verify", files=upload).status_code == 200
+        with client.portal.wrap_async_context_manager(verify_slots(client.app).hold()):
+            assert client.post("/v1/verify", files=upload).status_code == 503
     default = (DEFAULT_SLOTS, 30.0, 8 * DEFAULT_SLOTS)
     for settings, expected in ((tuned, (3, 5.0, 24)), (released.init.settings, default)):
         app = create_app(settings, workers=0)

@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
 
         hm = hallmark()
         require_passing_cases(hm.policy)  # as `serve` does: a worker re-checks every job at release with these rules
+        hm.watermark  # as `serve` does: the watermark keys, retired ones included, are readable
         record_policy_loaded(hm)
         _warn_about_signing(hm.settings)
         pool = WorkerPool(hm, threads)

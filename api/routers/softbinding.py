@@ -42,6 +42,7 @@ MaxResults = Annotated[int, Query(alias="maxResults", ge=1, le=100, description=
 # that quotes it) small. Before, a 100 MB value was parsed whole and echoed back in the 400.
 MAX_ALG_LENGTH = 256
 MAX_VALUE_LENGTH = 1024
+RETIRED_KEY_SCORE = 50  # the highest similarityScore of a match read with a retired watermark key
 MAX_QUERY_BODY = 8 * 1024  # a JSON query larger than this is refused before it is parsed
 
 
@@ -183,6 +184,10 @@ def _match_content(hm: Hallmark, path: Any, methods: list[WatermarkMethod],
         if detection.detected and detection.payload is not None:
             for match in _match_payload(hm, method, detection.payload):
                 score = 100 if detection.p_value is None else max(0, min(100, round(100 * (1 - detection.p_value))))
+                if detection.retired_key is not None:
+                    # Read with a retired watermark key: genuine unless that key leaked (why keys are retired), so
+                    # ranked below a read with the current key or the file's own manifest.
+                    score = min(score, RETIRED_KEY_SCORE)
                 found.setdefault(match.manifestId, match.model_copy(update={"similarityScore": score}))
     return list(found.values())
 

@@ -51,6 +51,9 @@ def read_secret(path: Path, what: str) -> bytes:
     except PermissionError as exc:
         raise KeyMaterialError(f"The {what} at {path} is not readable by this user.",
                                hint="Run as the user that ran `hallmark init`, or fix the file's owner.") from exc
+    except OSError as exc:  # a directory where the file should be, an I/O error
+        raise KeyMaterialError(f"The {what} at {path} cannot be read ({exc.strerror or exc}).",
+                               hint="Put the key file back there, or move what is there away.") from exc
 
 
 def new_secret_key() -> bytes:
