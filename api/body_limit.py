@@ -30,11 +30,7 @@ class BodyTooLarge(HTTPException):
     handlers as it is (it turns other errors met while reading a body into a 400)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, too_large_detail(limit))
-
-
-def too_large_detail(limit: int) -> str:
-    return f"The request body is larger than the {limit} bytes this endpoint accepts."
+        super().__init__(413, f"The request body is larger than the {limit} bytes this endpoint accepts.")
 
 
 class BodyLimit:
