@@ -42,8 +42,9 @@ MaxResults = Annotated[int, Query(alias="maxResults", ge=1, le=100, description=
 # that quotes it) small. Before, a 100 MB value was parsed whole and echoed back in the 400.
 MAX_ALG_LENGTH = 256
 MAX_VALUE_LENGTH = 1024
-RETIRED_KEY_SCORE = 50  # the highest similarityScore of a match read with a retired watermark key
 MAX_QUERY_BODY = 8 * 1024  # a JSON query larger than this is refused before it is parsed
+
+RETIRED_KEY_SCORE = 50  # the highest similarityScore of a match read with a retired watermark key
 
 
 class SoftBindingQuery(BaseModel):

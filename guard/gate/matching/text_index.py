@@ -227,8 +227,11 @@ def _typo(candidate: str, form: str) -> tuple[int, int] | None:
     past a short name's budget of one. So the distance is also taken with "rn" read back as "m", and the closer
     reading counts; the mapping is one-to-one on folded text (which holds no "m"), so neither reading finds an
     exact match the other does not."""
+    readings = [(candidate, form)]
+    if "rn" in candidate or "rn" in form:  # otherwise the second reading is the first one again
+        readings.append((candidate.replace("rn", "m"), form.replace("rn", "m")))
     best: tuple[int, int] | None = None
-    for typed, alias in ((candidate, form), (candidate.replace("rn", "m"), form.replace("rn", "m"))):
+    for typed, alias in readings:
         budget = allowed_edits(len(alias))
         if abs(len(alias) - len(typed)) > budget:
             continue

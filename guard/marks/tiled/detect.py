@@ -222,9 +222,10 @@ class TiledDetector:
         hypotheses: list[Hypothesis] = []
         zmaps: dict[tuple[int, Lattice, bool], np.ndarray] = {}
         for key_index, key in enumerate(self._keys):
+            pilot = key.layout.pilot_grid()
             for lattice in lattices:
                 for mirrored in (False, True):
-                    zmap = _pilot_z(grids[lattice], key.layout.pilot_grid(), mirrored)
+                    zmap = _pilot_z(grids[lattice], pilot, mirrored)
                     zmaps[(key_index, lattice, mirrored)] = zmap
                     for shift, z in top_peaks(zmap, PEAKS_PER_MAP):
                         hypotheses.append(Hypothesis(z, lattice, mirrored, shift, key_index))
