@@ -278,7 +278,15 @@ def update_work(hm: Hallmark, actor: Account, reference: str, body: WorkUpdate) 
         return work_view(session, work)
 
 
+def require_owned(hm: Hallmark, actor: Account, reference: str) -> None:
+    """Not found unless the actor may manage this work (a cheap check before costly input is read)."""
+    with hm.db.session() as session:
+        owned_work(session, actor, reference)
+
+
 def add_images(hm: Hallmark, actor: Account, reference: str, images: list[tuple[str, bytes]]) -> WorkView:
+    # add_images checks ownership again in the transaction that writes: the work may have gone since the route's
+    # early check.
     hashed = [hash_image(label, data) for label, data in images]
     with hm.db.session() as session:
         work = owned_work(session, actor, reference)

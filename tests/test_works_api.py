@@ -124,6 +124,34 @@ def test_a_rights_holder_manages_only_its_own_works(client: TestClient, initiali
     assert client.post("/v1/works", json={"name": "Pikachu"}, headers=studio).status_code == 409
 
 
+def test_reference_images_are_added_as_multipart_by_the_holder_only(client: TestClient) -> None:
+    from skimage import data
+
+    studio, alice = client.keys["studio"], client.keys["alice"]
+    work = client.post("/v1/works", json={"name": "Pikachu"}, headers=studio).json()
+    url = f"/v1/works/{work['id']}/images"
+    added = client.post(url, files=[("file", ("cat.png", _png(Image.fromarray(data.chelsea())), "image/png")),
+                                     ("file", ("coffee.png", _png(Image.fromarray(data.coffee())), "image/png"))],
+                        headers=studio)
+    assert added.status_code == 200, added.text
+    assert [image["label"] for image in added.json()["images"]] == ["cat.png", "coffee.png"]
+
+    # Another account's request is refused before its body is read: a body that is not even valid multipart gets
+    # the same 404 as any unknown work, not a parse error.
+    garbage = {"Content-Type": "multipart/form-data; boundary=xyz", **alice}
+    refused = client.post(url, content=b"not multipart at all", headers=garbage)
+    assert refused.status_code == 404 and refused.json()["code"] == "not_found", refused.text
+    assert len(client.get(f"/v1/works/{work['id']}", headers=studio).json()["images"]) == 2
+
+    not_image = client.post(url, files={"file": ("x.png", b"not an image", "image/png")}, headers=studio)
+    assert not_image.status_code == 415 and "not a readable image" in not_image.json()["detail"], not_image.text
+    no_file = client.post(url, files={"other": ("x.png", b"x", "image/png")}, headers=studio)
+    assert no_file.status_code == 422 and "`file`" in no_file.json()["detail"], no_file.text
+    as_json = client.post(url, json={"file": "x"}, headers=studio)
+    assert as_json.status_code == 415 and as_json.json()["code"] == "unsupported_media", as_json.text
+    assert len(client.get(f"/v1/works/{work['id']}", headers=studio).json()["images"]) == 2
+
+
 @pytest.mark.parametrize("body,status,words", [
     ({"name": "Ab"}, 422, "too short"),
     ({"name": "Some Work", "licensees": ["alice"]}, 422, "no licensees"),

@@ -57,6 +57,9 @@ async def add_image(work_id: str, request: Request, hm: HallmarkDep, account: Ac
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
         raise ApiProblem(415, "unsupported_media", "Send the images as multipart/form-data (field `file`).",
                          hint=f"curl -F file=@poster.png .../v1/works/{work_id}/images")
+    # Whose work it is is checked before the body is read: parsing the form spools up to 200 MiB and hashing
+    # decodes every image, work a caller who may not manage this work must not get the server to do.
+    await run_in_threadpool(service.require_owned, hm, account, work_id)
     form = await request.form(max_files=service.MAX_IMAGES, max_fields=service.MAX_IMAGES)
     images: list[tuple[str, bytes]] = []
     try:
