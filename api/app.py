@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.audit import record_policy_loaded
-from api.body_limit import MAX_JSON_BYTES, BodyLimit
+from api.body_limit import MAX_JSON_BYTES, BodyLimit, Limit
 from api.context import Hallmark
 from api.generation import HALLMARK_VERSION
 from api.jobs import WorkerPool
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
         app.include_router(router)
     # Every request body's limit, in one place: a small JSON body by default, HALLMARK_MAX_REQUEST_BYTES where the
     # JSON may carry base64 images, HALLMARK_MAX_UPLOAD_BYTES for video uploads.
-    upload = settings.max_upload_bytes + MULTIPART_ALLOWANCE
+    upload = Limit(settings.max_upload_bytes, framing=MULTIPART_ALLOWANCE)
     app.add_middleware(BodyLimit, default=MAX_JSON_BYTES, limits={
         generations.create_generation: settings.max_request_bytes,  # reference_image_base64
         gate.check: settings.max_request_bytes,  # reference_image_base64
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
         verify.verify: upload,
         cameos.verify: upload,
         softbinding.matches_by_content: upload,
-        works.add_image: MAX_IMAGES * MAX_IMAGE_BYTES + MULTIPART_ALLOWANCE,
+        works.add_image: Limit(MAX_IMAGES * MAX_IMAGE_BYTES, framing=MULTIPART_ALLOWANCE),
         softbinding.matches_by_large_binding: softbinding.MAX_QUERY_BODY,
     })
     return app

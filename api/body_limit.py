@@ -16,6 +16,7 @@ whatever the app answers with a plain-text "Content Too Large", not a problem bo
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -23,6 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 MAX_JSON_BYTES = 1024 * 1024  # every other body: the largest legitimate one (500 work aliases) is far below this
+
+
+@dataclass(frozen=True)
+class Limit:
+    """An endpoint's body limit: `content` bytes, the number a 413 quotes, plus `framing` bytes allowed on top for a
+    multipart form's boundaries and part headers (a person sending a file counts the file, not the framing)."""
+
+    content: int
+    framing: int = 0
 
 
 class BodyTooLarge(HTTPException):
@@ -34,13 +44,13 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """ASGI middleware: `limits` maps an endpoint function to its body limit in bytes; other endpoints get
-    `default`.
+    """ASGI middleware: `limits` maps an endpoint function to its body limit (bytes, or a `Limit` for a form); other
+    endpoints get `default` bytes.
 
     The limit is chosen at the first read of the body, when routing has put the endpoint in the scope; an endpoint
     that never reads its body is never limited, and never holds one either."""
 
-    def __init__(self, app: ASGIApp, *, default: int, limits: Mapping[Callable[..., Any], int]) -> None:
+    def __init__(self, app: ASGIApp, *, default: int, limits: Mapping[Callable[..., Any], int | Limit]) -> None:
         self.app = app
         self.default = default
         self.limits = dict(limits)
@@ -49,21 +59,22 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit: int | None = None
+        limit: Limit | None = None
         received = 0
 
         async def limited_receive() -> Message:
             nonlocal limit, received
             if limit is None:
-                limit = self.limits.get(scope.get("endpoint"), self.default)  # type: ignore[arg-type]
+                entry = self.limits.get(scope.get("endpoint"), self.default)  # type: ignore[arg-type]
+                limit = entry if isinstance(entry, Limit) else Limit(entry)
                 declared = _content_length(scope)
-                if declared is not None and declared > limit:
-                    raise BodyTooLarge(limit)  # before a byte of it is read
+                if declared is not None and declared > limit.content + limit.framing:
+                    raise BodyTooLarge(limit.content)  # before a byte of it is read
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
+                if received > limit.content + limit.framing:
+                    raise BodyTooLarge(limit.content)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -246,6 +246,8 @@ def test_every_request_body_is_capped_before_a_route_reads_it(init: Initialized,
         streamed = client.post("/v1/verify", content=iter([b"\0" * (big // 2), b"\0" * (big - big // 2)]),
                                headers={"content-type": "video/mp4"})
         assert streamed.status_code == 413 and streamed.json()["code"] == "payload_too_large"
+        # The limit quoted is the upload's own, not that plus what multipart framing is allowed.
+        assert f"the {8 * 1024 * 1024} bytes" in streamed.json()["detail"], streamed.text
 
 
 def test_a_bad_soft_binding_value_is_quoted_in_part() -> None:
