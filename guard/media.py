@@ -5,13 +5,16 @@ encoder use natively: decoding and encoding need no colour conversion, and the m
 directly. `Frame` gives named views of the three planes. Everything streams: one frame in memory at a time.
 
 Frames are read upright, as a player shows them: a phone's portrait clip is stored as landscape pictures with a
-display rotation in its container, which `read_frames` applies (as the `ffmpeg` command does by default). The marks
-are therefore drawn and read in the orientation people see, so a marked clip that a platform re-encodes upright, or
-that keeps its rotation tag, still reads; and what `stamp_file` writes is upright and needs no tag.
+display matrix in its container (a rotation, sometimes with a mirror, as a front camera may write), which
+`read_frames` applies as the `ffmpeg` command does by default. The marks are therefore drawn and read in the
+orientation people see, so a marked clip that a platform re-encodes upright, or that keeps its tag, still reads; a
+tag added to a marked clip without re-encoding it cannot hide the mark; and what `stamp_file` writes is upright and
+needs no tag.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from types import TracebackType
 
 import av
 import av.error
+from av.sidedata.sidedata import Type as SideDataType
 import numpy as np
 
 from guard.errors import InvalidInput, MediaError
@@ -36,8 +40,10 @@ class VideoInfo:
     has_audio: bool
     container: str  # FFmpeg's format name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
     codec: str
-    rotation: int = 0  # degrees (0, 90, 180, 270) the player turns the stored pictures counter-clockwise;
-    # width and height above are already the upright size, the one `read_frames` yields
+    rotation: int = 0  # degrees (0, 90, 180, 270) the player turns the stored pictures counter-clockwise, after
+    # mirroring them left to right when `mirrored`; width and height above are already the upright size, the one
+    # `read_frames` yields
+    mirrored: bool = False
     time_base: Fraction | None = None  # of the video stream's timestamps
 
 
@@ -94,9 +100,13 @@ class Frame:
     def to_video_frame(self) -> av.VideoFrame:
         return av.VideoFrame.from_ndarray(self.buffer, format="yuv420p")
 
-    def turned(self, quarter_turns: int) -> "Frame":
-        """This picture turned counter-clockwise by `quarter_turns` x 90 degrees (each plane apart, 4:2:0 kept)."""
-        y, u, v = (np.rot90(plane, quarter_turns) for plane in (self.y, self.u, self.v))
+    def turned(self, quarter_turns: int, mirrored: bool = False) -> "Frame":
+        """This picture turned counter-clockwise by `quarter_turns` x 90 degrees, after a left-right mirror when
+        `mirrored` (each plane apart, 4:2:0 kept)."""
+        planes = (self.y, self.u, self.v)
+        if mirrored:
+            planes = tuple(np.fliplr(plane) for plane in planes)
+        y, u, v = (np.rot90(plane, quarter_turns) for plane in planes)
         buffer = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(-1, y.shape[1])
         return Frame(buffer, key=self.key, pts=self.pts)
 
@@ -147,21 +157,49 @@ def _open_for_reading(path: Path) -> av.container.InputContainer:
     return container
 
 
-def _quarter_turns(rotation: float | None) -> int:
-    """The display rotation (degrees counter-clockwise, as PyAV reads it) as a number of quarter turns, 0-3. Only
-    whole quarter turns occur in practice (phones and cameras write 0, 90, 180 or 270)."""
-    return int(round((rotation or 0) / 90.0)) % 4
+@dataclass(frozen=True)
+class Orientation:
+    """How a player shows the stored pictures: mirrored left to right when `mirrored`, then turned counter-clockwise
+    by `quarter_turns` x 90 degrees."""
+
+    quarter_turns: int = 0
+    mirrored: bool = False
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame) -> "Orientation":
+        """Read from the frame's display matrix (FFmpeg hands it on with each decoded frame). Only whole quarter
+        turns occur in practice (phones and cameras write them); other angles count as the nearest.
+
+        FFmpeg's `rotation` alone takes a mirror for a half turn (a left-right mirror reads as 180 degrees), which
+        would show the picture upside down. So the mirror is read from the sign of the matrix's determinant, and the
+        turn that follows it from the rotation as the `ffmpeg` command's autorotation does (fftools: with a mirror,
+        0 degrees is a vertical flip, i.e. a half turn after the mirror; 180 is the mirror alone; 90 and -90 are the
+        transposes)."""
+        matrix = next((np.frombuffer(bytes(data), dtype=np.int32).astype(np.float64) for data in frame.side_data
+                       if data.type == SideDataType.DISPLAYMATRIX), None)
+        if matrix is None or matrix.size < 9:
+            return cls()
+        # FFmpeg's av_display_rotation_get, here rather than PyAV's `frame.rotation`, which raises on a matrix
+        # without a scale (all zeros: a broken tag, which players ignore and so does this).
+        a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]
+        scale_x, scale_y = math.hypot(a, c), math.hypot(b, d)
+        if scale_x == 0 or scale_y == 0:
+            return cls()
+        rotation = -math.degrees(math.atan2(b / scale_y, a / scale_x))  # counter-clockwise, -180..180
+        mirrored = a * d - b * c < 0
+        turns = round(rotation / 90.0) + (2 if mirrored else 0)
+        return cls(turns % 4, mirrored)
 
 
-def _display_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """The stream's display rotation in degrees (0, 90, 180, 270). FFmpeg hands it on with each decoded frame, not
-    with the stream, so the first frame is decoded; a file that cannot give one is reported by `read_frames`."""
+def _orientation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Orientation:
+    """The stream's display orientation. FFmpeg hands it on with each decoded frame, not with the stream, so the
+    first frame is decoded; a file that cannot give one is reported by `read_frames`."""
     try:
         for frame in container.decode(stream):
-            return 90 * _quarter_turns(frame.rotation)
+            return Orientation.of(frame)
     except av.error.FFmpegError:
         pass
-    return 0
+    return Orientation()
 
 
 def probe(path: Path) -> VideoInfo:
@@ -176,8 +214,8 @@ def probe(path: Path) -> VideoInfo:
         elif container.duration is not None:
             duration = container.duration / av.time_base
         width, height = stream.codec_context.width, stream.codec_context.height
-        rotation = _display_rotation(container, stream)
-        if rotation in (90, 270):
+        orientation = _orientation(container, stream)
+        if orientation.quarter_turns % 2:
             width, height = height, width
         return VideoInfo(
             width=width,
@@ -188,7 +226,8 @@ def probe(path: Path) -> VideoInfo:
             has_audio=bool(container.streams.audio),
             container=container.format.name,
             codec=stream.codec_context.name,
-            rotation=rotation,
+            rotation=90 * orientation.quarter_turns,
+            mirrored=orientation.mirrored,
             time_base=stream.time_base,
         )
     finally:
@@ -196,8 +235,8 @@ def probe(path: Path) -> VideoInfo:
 
 
 def read_frames(path: Path, *, start: float | None = None) -> Iterator[Frame]:
-    """Decode `path` frame by frame as yuv420p, upright (its display rotation applied). Odd sizes lose their last
-    row/column (4:2:0 needs even sizes).
+    """Decode `path` frame by frame as yuv420p, upright (its display matrix applied, as a player does). Odd sizes
+    lose their last row/column (4:2:0 needs even sizes).
 
     Raises MediaError when the file cannot be decoded, including a truncated file that yields no frame at all;
     a file cut short after some frames yields the frames that decode (that is what players show, too)."""
@@ -213,14 +252,15 @@ def read_frames(path: Path, *, start: float | None = None) -> Iterator[Frame]:
                 if start and video_frame.time is not None and video_frame.time < start:
                     continue
                 # Taken before any conversion: the converted copy need not carry the decoder's side data.
-                key, pts, turns = bool(video_frame.key_frame), video_frame.pts, _quarter_turns(video_frame.rotation)
+                key, pts, orientation = bool(video_frame.key_frame), video_frame.pts, Orientation.of(video_frame)
                 width, height = video_frame.width & ~1, video_frame.height & ~1
                 if video_frame.format.name != "yuv420p" or (width, height) != (video_frame.width,
                                                                                video_frame.height):
                     video_frame = video_frame.reformat(width=width, height=height, format="yuv420p")
                 produced += 1
                 frame = Frame(video_frame.to_ndarray(), key=key, pts=pts)
-                yield frame.turned(turns) if turns else frame
+                yield frame.turned(orientation.quarter_turns, orientation.mirrored) if orientation != Orientation() \
+                    else frame
         except av.error.FFmpegError as exc:
             if produced == 0:
                 raise MediaError(
