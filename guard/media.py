@@ -125,7 +125,11 @@ VIDEO_DEMUXERS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", 
 # never a video, so it is refused like any other unreadable input (after opening, to say why).
 TEXT_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
 # Only those demuxers, and only the local file: no protocol can be reached from inside the file either.
-_OPEN_OPTIONS = {"format_whitelist": ",".join((*VIDEO_DEMUXERS, *sorted(TEXT_DEMUXERS))), "protocol_whitelist": "file"}
+# And no decoder, the one that probes the file while it is opened included, allocates a frame larger than 8K
+# (MAX_FRAME_SIZE below): a PNG says its size only in its first frame, and a 2 MB one of 16000x16000 took 2 GB to open.
+MAX_PIXELS = 8192 * 4320
+_OPEN_OPTIONS = {"format_whitelist": ",".join((*VIDEO_DEMUXERS, *sorted(TEXT_DEMUXERS))), "protocol_whitelist": "file",
+                 "max_pixels": str(MAX_PIXELS)}
 SUPPORTED_INPUTS = ("Supported inputs are videos in MP4, MOV, M4V, MKV, WebM, AVI, MPEG-TS, MPEG-PS, FLV, WMV, Ogg or "
                     "MXF files, raw H.264/H.265 streams, and GIF.")
 
@@ -154,6 +158,8 @@ def _open_for_reading(path: Path) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise MediaError(f"{path.name} has no video stream.", hint="Pass a video file, not audio or an image.")
+    for stream in container.streams.video:  # the decoders used from here on get the cap too (see MAX_PIXELS)
+        stream.codec_context.options = {"max_pixels": str(MAX_PIXELS)}
     return container
 
 
@@ -202,10 +208,40 @@ def _orientation(container: av.container.InputContainer, stream: av.video.stream
     return Orientation()
 
 
+# No frame larger than DCI 8K (8192x4320, H.264's largest level) is decoded: nothing Hallmark makes or reads needs
+# more, and the decoded frame is itself the cost (an 89-byte GIF can declare a 16000x16000 screen, which took
+# verification to 1.2 GB before it was refused). `probe` refuses by the container's header before it decodes the
+# first frame; `refuse_oversized` is there for frames that grow later.
+MAX_FRAME_SIZE = (8192, 4320)  # MAX_PIXELS's two sides, for the message
+
+
+def refuse_oversized(width: int, height: int, lead: str = "The video's frames are") -> None:
+    """MediaError (a 422 over HTTP) for frames of more pixels than DCI 8K."""
+    if width * height > MAX_FRAME_SIZE[0] * MAX_FRAME_SIZE[1]:
+        raise MediaError(f"{lead} {width}x{height}, larger than the {MAX_FRAME_SIZE[0]}x{MAX_FRAME_SIZE[1]} (8K) "
+                         "that Hallmark reads.",
+                         hint="Use a copy downscaled to 8K or less: the watermark survives resizing.")
+
+
+def _check_size(path: Path, stream: av.video.stream.VideoStream) -> None:
+    """Refuse, before any frame is decoded, frames over 8K by the header, and a file whose size opening could not
+    find: opening decodes a frame when the container does not give the size (PNG, GIF), so no size means that
+    decoding failed, or was refused for a frame over the cap (MAX_PIXELS)."""
+    width, height = stream.codec_context.width, stream.codec_context.height
+    refuse_oversized(width, height)
+    if not (width and height):
+        raise MediaError(f"{path.name} has no picture Hallmark can decode: it is corrupt, or its frames are larger "
+                         f"than the {MAX_FRAME_SIZE[0]}x{MAX_FRAME_SIZE[1]} (8K) that Hallmark reads.",
+                         hint=SUPPORTED_INPUTS)
+
+
 def probe(path: Path) -> VideoInfo:
+    """What the file holds, from its header and its first frame (decoded for its display orientation, and only when
+    the header's frame size is at most 8K). Raises MediaError for what is not a readable video."""
     container = _open_for_reading(path)
     try:
         stream = container.streams.video[0]
+        _check_size(path, stream)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         duration = None
@@ -244,6 +280,7 @@ def read_frames(path: Path, *, start: float | None = None) -> Iterator[Frame]:
     produced = 0
     try:
         stream = container.streams.video[0]
+        _check_size(path, stream)
         stream.thread_type = "AUTO"
         if start:
             container.seek(int(start / stream.time_base), stream=stream, any_frame=False, backward=True)
@@ -263,8 +300,9 @@ def read_frames(path: Path, *, start: float | None = None) -> Iterator[Frame]:
                     else frame
         except av.error.FFmpegError as exc:
             if produced == 0:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__  # not str(exc): see _open_for_reading
                 raise MediaError(
-                    f"{path.name} could not be decoded: {exc}",
+                    f"{path.name} could not be decoded ({reason}).",
                     hint="The file may be truncated or not a video.",
                 ) from exc
         if produced == 0:

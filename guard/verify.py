@@ -15,7 +15,7 @@ import c2pa
 from guard.errors import InvalidInput, MediaError
 from guard.marks.apply import detect_frames
 from guard.marks.invisible import Detection, WatermarkMethod
-from guard.media import Frame, VideoInfo, probe, read_frames
+from guard.media import Frame, VideoInfo, probe, read_frames, refuse_oversized
 from guard.provenance.manifest import payload_from_soft_binding_value
 from guard.provenance.reading import (C2PA_FORMATS, C2paReport, c2pa_mime_for_container, read_c2pa,
                                       validate_manifest_bytes)
@@ -93,8 +93,7 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
     partner's CA too) can write it; so a Hallmark origin is stated only when this service confirms it: the manifest
     is the one stored for a generation (`by_label`), or it validates against `own_trust`, a trust context holding
     only this service's own CA roots. Without them nothing is confirmed (fail closed)."""
-    media = probe(path)  # raises MediaError for an empty, truncated or non-video file
-    check_frame_size(media)
+    media = probe(path)  # raises MediaError for an empty, truncated, non-video or larger than 8K file
     mime = c2pa_mime_for_container(media.container)
     if mime is None:
         report = C2paReport(present=False, state="absent",
@@ -170,13 +169,12 @@ def _confirmation(report: C2paReport, stored: Resolution | None, path: Path, mim
 #   a faster clip is read for a shorter time.
 # - at most as many pixels as that many 1080p frames: a 4K clip is read for a quarter of the window, which still
 #   gives the detector over a hundred frames (it works on a copy whose short side is at most 360 px).
-# - no frame larger than DCI 8K (8192x4320, H.264's largest level): such a clip is refused rather than downscaled,
-#   since decoding the big frame is itself the cost, and the mark (drawn relative to the short side) reads as well
-#   in a downscaled copy.
+# - no frame larger than DCI 8K (media.MAX_FRAME_SIZE): such a clip is refused rather than downscaled, since decoding
+#   the big frame is itself the cost, and the mark (drawn relative to the short side) reads as well in a downscaled
+#   copy. `probe` refuses it by the header, before decoding a frame.
 # Clips up to 1080p at up to 60 fps are read exactly as before: every frame of the window.
 MAX_FRAME_RATE = 60
 WINDOW_PIXELS_PER_FRAME = 1920 * 1080
-MAX_FRAME_SIZE = (8192, 4320)
 
 
 @dataclass
@@ -192,18 +190,6 @@ class ReadWindow:
                 "stopped_by": self.stopped_by}
 
 
-def check_frame_size(media: VideoInfo) -> None:
-    """Refuse frames larger than DCI 8K before anything decodes them (MediaError, a 422 over HTTP)."""
-    _refuse_above_8k(media.width, media.height, "The video's frames are")
-
-
-def _refuse_above_8k(width: int, height: int, lead: str) -> None:
-    if width * height > MAX_FRAME_SIZE[0] * MAX_FRAME_SIZE[1]:
-        raise MediaError(f"{lead} {width}x{height}, larger than the "
-                         f"{MAX_FRAME_SIZE[0]}x{MAX_FRAME_SIZE[1]} (8K) that verification reads.",
-                         hint="Verify a copy downscaled to 8K or less: the watermark survives resizing.")
-
-
 def detect_watermark(path: Path, media: VideoInfo, method: WatermarkMethod, max_seconds: float | None,
                      notes: list[str] | None = None) -> Detection:
     """The watermark in the first `max_seconds` of the clip (all of it when None), streaming frame by frame, with
@@ -217,7 +203,6 @@ def detect_watermark(path: Path, media: VideoInfo, method: WatermarkMethod, max_
 
 def read_watermark(path: Path, media: VideoInfo, method: WatermarkMethod,
                    max_seconds: float | None) -> tuple[Detection, ReadWindow]:
-    check_frame_size(media)
     fps = media.fps if media.fps > 0 else 25.0
     window = ReadWindow()
     with closing(read_frames(path)) as frames:
@@ -234,7 +219,7 @@ def _bounded(frames: Iterator[Frame], media: VideoInfo, fps: float, max_seconds:
     pixels = 0
     start: float | None = None
     for index, frame in enumerate(frames):
-        _refuse_above_8k(frame.width, frame.height, "The video has frames of")  # frames that grow later
+        refuse_oversized(frame.width, frame.height, "The video has frames of")  # frames that grow later
         size = frame.width * frame.height
         time = _frame_time(frame, media, index, fps)
         start = time if start is None else start
@@ -312,7 +297,10 @@ def recover_manifest(resolution: Resolution, payload: bytes, path: Path, mime: s
 
 def _names_payload(report: C2paReport, payload: bytes) -> bool:
     for binding in report.soft_bindings:
-        for block in binding.get("blocks", []):
+        blocks = binding.get("blocks")
+        for block in blocks if isinstance(blocks, list) else []:
+            if not isinstance(block, dict):
+                continue
             try:
                 if payload_from_soft_binding_value(str(block.get("value", ""))) == payload:
                     return True

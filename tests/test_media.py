@@ -3,6 +3,10 @@ mirror orientations, and a broken one) read upright, from real encoded files."""
 
 from __future__ import annotations
 
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import av
@@ -66,3 +70,48 @@ def test_a_broken_display_matrix_is_ignored_as_players_do(tmp_path: Path) -> Non
     info = probe(path)
     assert (info.width, info.height, info.rotation, info.mirrored) == (160, 96, 0, False)
     assert np.abs(next(read_frames(path)).y.astype(np.float64) - _luma(UPRIGHT)).mean() < 3.0
+
+
+def _gif(width: int, height: int) -> bytes:
+    """A GIF whose screen is width x height, holding three 1x1 frames: under 100 bytes at any declared size."""
+    header = b"GIF89a" + struct.pack("<HH", width, height) + bytes([0x80, 0, 0]) + b"\0\0\0\xff\xff\xff"
+    frame = (b"\x21\xf9\x04\x00\x0a\x00\x00\x00" + b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00"
+             + b"\x02\x02\x44\x01\x00")
+    return header + frame * 3 + b"\x3b"
+
+
+def _png(width: int, height: int) -> bytes:
+    """A greyscale PNG of width x height, all black: it compresses to almost nothing."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    packer = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte, then the pixels
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def test_a_small_file_declaring_a_huge_picture_is_refused_without_decoding_it(tmp_path: Path) -> None:
+    """An 89-byte GIF declaring a 16000x16000 screen took verification to 1.2 GB, and a PNG of that size took 2 GB
+    just to open, before the 8K limit refused them. Now no decoder allocates more than an 8K frame: the peak memory
+    of a process reading them stays that of reading a small clip."""
+    small_gif, huge_gif = tmp_path / "small.gif", tmp_path / "huge.gif"
+    small_gif.write_bytes(_gif(64, 64))
+    huge_gif.write_bytes(_gif(16000, 16000))
+    huge_png = tmp_path / "huge.png"
+    huge_png.write_bytes(_png(16000, 16000))
+    assert len(huge_gif.read_bytes()) < 100 and huge_png.stat().st_size < 300_000
+    assert (probe(small_gif).width, probe(small_gif).height) == (64, 64)  # the construction is a GIF that reads
+
+    script = ("import resource, sys\nfrom pathlib import Path\nfrom guard.errors import MediaError\n"
+              "from guard.media import probe, read_frames\n"
+              "try:\n    list(read_frames(Path(sys.argv[1])))\n    probe(Path(sys.argv[1]))\n"
+              "except MediaError as error:\n    print(error.message)\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    for path in (huge_gif, huge_png):
+        done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                              cwd=Path(__file__).parent.parent, timeout=120)
+        message, peak_mib = done.stdout.strip().splitlines()
+        assert "larger than the 8192x4320 (8K) that Hallmark reads" in message, done.stdout + done.stderr
+        assert int(peak_mib) < 300, f"{path.name}: {peak_mib} MiB to refuse it"

@@ -81,15 +81,18 @@ class C2paReport:
 
     @property
     def hallmark(self) -> dict[str, Any] | None:
-        """The Hallmark gate assertion, when the manifest has one."""
-        return self.assertions.get(HALLMARK_ASSERTION)
+        """The Hallmark gate assertion, when the manifest has one that is an object (whoever signs a manifest
+        decides what its assertions hold: any other shape says nothing this service reads)."""
+        data = self.assertions.get(HALLMARK_ASSERTION)
+        return data if isinstance(data, dict) else None
 
     @property
     def generator(self) -> dict[str, Any] | None:
         """The softwareAgent of the `c2pa.created` action (the model that made the clip)."""
         for action in self.actions:
             if action.get("action") == "c2pa.created":
-                return action.get("softwareAgent")
+                agent = action.get("softwareAgent")  # an object in actions v2; a plain name in v1
+                return agent if isinstance(agent, dict) else {"name": agent} if isinstance(agent, str) else None
         return None
 
     @property
@@ -207,7 +210,8 @@ def report_from_store(store: dict[str, Any], state: str) -> C2paReport:
         data = assertion.get("data")
         assertions[assertion.get("label", "")] = data
         if assertion.get("label", "").startswith("c2pa.actions") and isinstance(data, dict):
-            actions.extend(data.get("actions", []))
+            listed = data.get("actions")
+            actions.extend(a for a in (listed if isinstance(listed, list) else []) if isinstance(a, dict))
         if assertion.get("label", "").startswith(SOFT_BINDING) and isinstance(data, dict):
             soft_bindings.append(data)
     signature = manifest.get("signature_info", {})
