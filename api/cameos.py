@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import Session, col, select
 
 from api.context import Hallmark
+from api.request_body import RequestBody
 from api.settings import Settings
 from guard.errors import HallmarkError, InvalidInput, MediaError
 from guard.gate import Decision, GateRequest, mentioned_handles
@@ -468,7 +469,7 @@ def list_protected(hm: Hallmark) -> list[ProtectedView]:
 
 
 # --- permissions, revocation, deletion ------------------------------------------------------------------------
-class CameoUpdate(BaseModel):
+class CameoUpdate(RequestBody):
     """PATCH body: only the fields given change."""
 
     visibility: Visibility | None = None

@@ -9,12 +9,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.request_body import RequestBody
 from api.settings import Settings
 from guard.errors import InvalidInput
 from registry import Generation
 
 
-class GenerationCreate(BaseModel):
+class GenerationCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(..., description="What to generate. Mention a cameo as @handle.")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session
 
 from api.context import Hallmark
+from api.request_body import RequestBody
 from guard.errors import InvalidInput
 from guard.gate.matching import ImageHashes, embedder, fold, open_image, to_bytes
 from guard.gate.matching.text_index import MIN_ALIAS_CHARS, usable_alias
@@ -31,7 +32,7 @@ class ImageUpload(BaseModel):
     data_base64: str = Field(..., description="The image file, base64-encoded (PNG, JPEG, WebP, GIF, ...).")
 
 
-class WorkCreate(BaseModel):
+class WorkCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., min_length=1, max_length=200)
@@ -57,7 +58,7 @@ class WorkCreate(BaseModel):
         return [v.strip() for v in values if v.strip()]
 
 
-class WorkUpdate(BaseModel):
+class WorkUpdate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     kind: WorkKind | None = None
@@ -70,7 +71,7 @@ class WorkUpdate(BaseModel):
     semantic_threshold: float | None = Field(None, ge=0.3, le=0.95)
 
 
-class LicenceCreate(BaseModel):
+class LicenceCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     licensee: str = Field(..., min_length=1, max_length=64, description="The licensee's account name.")

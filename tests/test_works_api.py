@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from registry import AuditLog
+from tests.conftest import generation_count
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -150,6 +151,44 @@ def test_reference_images_are_added_as_multipart_by_the_holder_only(client: Test
     as_json = client.post(url, json={"file": "x"}, headers=studio)
     assert as_json.status_code == 415 and as_json.json()["code"] == "unsupported_media", as_json.text
     assert len(client.get(f"/v1/works/{work['id']}", headers=studio).json()["images"]) == 2
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/generations", b'{"prompt": "a cat \\ud800 on a mat"}'),
+    ("/v1/generations", b'{"prompt": "a cat on a mat\\u0000"}'),
+    ("/v1/generations", b'{"prompt": "a cat", "cameos": ["\\ud800x"]}'),
+    ("/v1/gate/check", b'{"prompt": "a cat", "as_account": "bob\\u0000"}'),
+    ("/v1/works", b'{"name": "Some Work", "aliases": ["Other \\u0000 Name"]}'),
+])
+def test_text_no_database_can_store_gets_a_problem_not_a_500(client: TestClient, initialized, path: str,  # type: ignore[no-untyped-def]
+                                                              body: bytes) -> None:
+    """JSON can spell an unpaired surrogate (UTF-8 cannot encode it) and NUL (PostgreSQL's text refuses it). Such a
+    prompt was gated, then failed the insert: a 500, with the gate's denial neither stored nor audited."""
+    who = "studio" if path == "/v1/works" else "admin"
+    before = (_audit_count(initialized), generation_count(initialized))
+    response = client.post(path, content=body, headers={**client.keys[who], "content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["code"] == "invalid_input"
+    assert "unpaired surrogate" in problem["detail"] or "NUL character" in problem["detail"], problem
+    assert (_audit_count(initialized), generation_count(initialized)) == before  # refused before anything ran
+    # Surrogate pairs (an emoji written as JSON escapes) are text like any other.
+    fine = client.post("/v1/gate/check", content=b'{"prompt": "a cat \\ud83d\\ude00"}',
+                       headers={**client.keys["admin"], "content-type": "application/json"})
+    assert fine.status_code == 200, fine.text
+
+
+def _audit_count(initialized) -> int:  # type: ignore[no-untyped-def]
+    from sqlmodel import func, select
+
+    from registry import Database
+    from registry.audit.tables import AuditEntry, AuditPending
+
+    database = Database(initialized.settings.resolved_database_url)
+    with database.session() as session:  # appended events wait as pending until they are sequenced into entries
+        count = sum(session.exec(select(func.count()).select_from(table)).one() for table in (AuditEntry, AuditPending))
+    database.dispose()
+    return int(count)
 
 
 @pytest.mark.parametrize("body,status,words", [

@@ -11,12 +11,13 @@ from fastapi import APIRouter
 from api.deps import AccountDep, AdminDep, HallmarkDep
 from api import accounts as service
 from api.problems import ApiProblem
+from api.request_body import RequestBody
 from registry import Account, Accounts, Role
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
 
-class AccountCreate(BaseModel):
+class AccountCreate(RequestBody):
     name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     role: Role = Role.creator
 

@@ -12,6 +12,7 @@ from api.cameos import (AppearanceView, CameoUpdate, CameoView, ChallengeView, R
                         TooManyChallenges)
 from api.deps import AccountDep, HallmarkDep
 from api.problems import ApiProblem
+from api.request_body import RequestBody
 from api.uploads import receive_upload, temp_upload_path
 from registry import Visibility
 
@@ -22,7 +23,7 @@ _LIMITED = {429: {"description": "Too many challenges for this cameo or account 
                                  "says when the next one can be issued."}}
 
 
-class CameoCreate(BaseModel):
+class CameoCreate(RequestBody):
     handle: str = Field(..., pattern=service.HANDLE_PATTERN, description="The @handle others mention.")
     visibility: Visibility = Visibility.only_me
 

@@ -9,12 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AccountDep, HallmarkDep
 from api.gate import dry_run
+from api.request_body import RequestBody
 from api.works import decode_base64
 
 router = APIRouter(prefix="/v1/gate", tags=["gate"])
 
 
-class GateCheck(BaseModel):
+class GateCheck(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(..., description="The prompt to check; mention cameos as @handle.")

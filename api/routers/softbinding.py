@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from api.context import Hallmark
 from api.deps import PUBLIC_RATE_LIMIT, HallmarkDep
 from api.problems import ApiProblem
+from api.request_body import RequestBody
 from api.uploads import receive_upload, temp_upload_path
 from api.verify_slots import verify_slots
 from guard.errors import InvalidInput
@@ -47,7 +48,7 @@ MAX_QUERY_BODY = 8 * 1024  # a JSON query larger than this is refused before it 
 RETIRED_KEY_SCORE = 50  # the highest similarityScore of a match read with a retired watermark key
 
 
-class SoftBindingQuery(BaseModel):
+class SoftBindingQuery(RequestBody):
     alg: str = Field(..., max_length=MAX_ALG_LENGTH,
                      description="Soft binding algorithm, e.g. the `alg` of the manifest's soft binding.")
     value: str = Field(..., max_length=MAX_VALUE_LENGTH, description="Base64 soft binding value.")
