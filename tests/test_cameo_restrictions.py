@@ -74,6 +74,11 @@ def test_owner_restrictions_deny_matching_prompts_for_everyone(initialized) -> N
         assert [r["code"] for r in drinking["reasons"]] == ["cameo_restricted_content"]
         assert "category:alcohol" in str(drinking["reasons"][0]["evidence"])
         assert check("@alice at a political rally", key=alice_key)["allowed"] is False, "the owner too"
+        # A cameo's own handle is not content ("@wine.lover" is not about alcohol), but another cameo's handle is
+        # words the model reads: bob's verified @beer.drinker beside alice carries what she restricts.
+        _account_with_a_verified_cameo(initialized, "barfly", "beer.drinker")
+        beside = check("@alice @beer.drinker on the beach")
+        assert beside["allowed"] is False and "category:alcohol" in str(beside["reasons"]), beside
 
         before = generation_count(initialized)
         denied = client.post("/v1/generations", json={"prompt": "@alice toasting with champagne and wine"},

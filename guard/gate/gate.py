@@ -110,7 +110,7 @@ def _with_restrictions(cameo: CameoFacts | None, prompt: str,
         return cameo, []
     terms = [_with_inflections(term) for term in
              restriction_terms(policy, cameo.restricted_terms, cameo.restricted_categories)]
-    found = list(best_by_key(match_terms(request_text(prompt), terms, settings=replace(
+    found = list(best_by_key(match_terms(request_text(prompt, cameo.handle.lower()), terms, settings=replace(
         policy.match_settings, semantic=False))).values())
     # An exact hit counts whatever its score (the owner's words are often everyday ones, which the works' matcher
     # scores down); a fuzzy one only above the policy's fuzzy threshold.
@@ -221,9 +221,18 @@ def _english(form: str, floor: float = ENGLISH_FORM_ZIPF) -> bool:
     return wordfreq.zipf_frequency(form, "en") >= floor
 
 
-def request_text(prompt: str) -> str:
-    """The prompt without @mentions: a handle is not content (a cameo called @wine_lover is not about alcohol)."""
-    return MENTION.sub(" ", prompt)
+def request_text(prompt: str, handle: str) -> str:
+    """The prompt without its mentions of `handle`: a cameo's own handle is not content (a cameo called @wine_lover
+    is not about alcohol). Other handles stay, since their words reach the model like any others: with every mention
+    taken out, "@alice @naked.drunk on the beach" passed alice's restrictions on nudity and alcohol. (So a third
+    cameo whose handle happens to name what alice restricts is refused beside her: failing closed.) They stay as the
+    words they spell: without the "@", which the matcher would read as the leetspeak "a" ("abeer"), and with dots and
+    underscores as spaces."""
+    def replaced(mention: re.Match[str]) -> str:
+        name = mention.group(1).lower().rstrip(".")
+        return " " if name == handle else " " + re.sub(r"[._]+", " ", name) + " "
+
+    return MENTION.sub(replaced, prompt)
 
 
 def _subject(entity_type: str, entity_id: str, name: str, kinds: dict[str, Match], margins: dict[str, float],
