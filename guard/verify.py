@@ -118,7 +118,7 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
     stored = _stored_generation(report, by_label, trust)
     confirmed_by = _confirmation(report, stored, path, mime, own_trust)
     recovered = None
-    if resolution is not None and resolution.manifest and _needs_recovery(report, resolution):
+    if resolution is not None and resolution.manifest and _needs_recovery(report, resolution, stored):
         recovered = recover_manifest(resolution, detection.payload or b"", path, mime, trust)
     hallmark = report.hallmark if report.present else None
     conflict = bool(resolution is not None and hallmark
@@ -270,11 +270,13 @@ def _two_durations(read: float, total: float | None) -> tuple[str, str | None]:
     return shown_read, shown_total
 
 
-def _needs_recovery(report: C2paReport, resolution: Resolution) -> bool:
-    """Recover when the file has no manifest, a broken one, or someone else's (then ours is the one that counts)."""
+def _needs_recovery(report: C2paReport, resolution: Resolution, stored: Resolution | None) -> bool:
+    """Recover unless the file carries the very manifest stored for the watermark's generation: when it has none, a
+    broken one, or someone else's (then ours is the one that counts). Not by the label alone: anyone can copy a
+    label into a manifest of their own, which kept the original from being recovered."""
     if not report.present or report.state == "Invalid":
         return True
-    return report.manifest_label != resolution.manifest_label
+    return stored is None or stored.manifest_label != resolution.manifest_label
 
 
 def recover_manifest(resolution: Resolution, payload: bytes, path: Path, mime: str | None,
