@@ -115,7 +115,7 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
         notes.append(f"The watermark was read with a retired watermark key ({detection.retired_key}), as a clip "
                      "marked before that key was rotated is. If it was retired because it leaked, whoever holds it "
                      "could have made this mark; a Trusted manifest is then the stronger evidence.")
-    stored = _stored_generation(report, by_label, trust)
+    stored = stored_generation(report, by_label, trust)
     confirmed_by = _confirmation(report, stored, path, mime, own_trust)
     recovered = None
     if resolution is not None and resolution.manifest and _needs_recovery(report, resolution, stored):
@@ -131,7 +131,7 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
     return VerificationReport(verdict, media, report, detection, record, recovered, notes, confirmed_by, window)
 
 
-def _stored_generation(report: C2paReport, by_label: LabelResolver | None,
+def stored_generation(report: C2paReport, by_label: LabelResolver | None,
                        trust: c2pa.Context) -> Resolution | None:
     """The generation whose stored manifest is the very one this file carries, or None.
 

@@ -378,6 +378,26 @@ def test_resolution_by_content(released: Released, tmp_path: Path) -> None:
     assert answer.json()["matches"][0]["manifestId"] == released.manifest_label
     image = released.client.post("/matches/byContent", content=b"\x89PNG", headers={"content-type": "image/png"})
     assert image.status_code == 415
+    # The released clip's own manifest counts in full...
+    own = released.client.post("/matches/byContent", content=released.clip.read_bytes(),
+                               headers={"content-type": "video/mp4"}).json()["matches"]
+    assert own[0] == {"manifestId": released.manifest_label, "similarityScore": 100}
+
+    # ... but neither another signer's manifest that copies its label on unmarked content, nor the client's hint:
+    # both made an unrelated clip resolve to our manifest at score 100.
+    other = issue_signing_certificate(make_root_ca("Mallory"), "Mallory")
+    manifest = build_manifest(_facts("theirs"))
+    manifest["label"] = released.manifest_label
+    unrelated = tmp_path / "unrelated.mp4"
+    sign_video(_synthetic_clip(tmp_path / "plain.mp4"), unrelated, manifest,
+               pem_signer(other.certificate_pem, other.private_key_pem))
+    copied = released.client.post("/matches/byContent", content=unrelated.read_bytes(),
+                                  headers={"content-type": "video/mp4"})
+    assert copied.status_code == 200 and copied.json()["matches"] == [], copied.text
+    value = base64.b64encode(released.payload).decode()
+    hinted = released.client.post("/matches/byContent", params={"hintAlg": "org.hallmark.video.2", "hintValue": value},
+                                  content=(tmp_path / "plain.mp4").read_bytes(), headers={"content-type": "video/mp4"})
+    assert hinted.status_code == 200 and hinted.json()["matches"] == [], hinted.text
 
 
 def test_a_match_read_with_a_retired_watermark_key_ranks_below_a_current_one(released: Released,

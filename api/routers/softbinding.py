@@ -25,13 +25,14 @@ from api.deps import PUBLIC_RATE_LIMIT, HallmarkDep
 from api.problems import ApiProblem
 from api.request_body import RequestBody
 from api.uploads import receive_upload, temp_upload_path
+from api.verification import label_resolver
 from api.verify_slots import verify_slots
 from guard.errors import InvalidInput
 from guard.marks import METHODS, WatermarkMethod, watermark_method
 from guard.marks.invisible import PAYLOAD_BYTES
 from guard.media import probe
 from guard.provenance import c2pa_mime_for_container, payload_from_soft_binding_value, read_c2pa
-from guard.verify import detect_watermark
+from guard.verify import detect_watermark, stored_generation
 from registry import Generation, Generations, Status
 
 router = APIRouter(tags=["C2PA soft binding resolution"], dependencies=[PUBLIC_RATE_LIMIT])
@@ -153,34 +154,38 @@ async def matches_by_content(
     hint_value: Annotated[str | None, Query(alias="hintValue")] = None,
 ) -> QueryResult:
     """Upload the asset (a video, as the raw body): its watermark is read (and its embedded manifest, if any) and
-    the manifests they lead to are returned."""
+    the manifests they lead to are returned. A hint (`hintAlg`, `hintValue`: a soft binding the client read itself)
+    only chooses the algorithm read first: a match is what the content shows, never the client's word (a hinted
+    value was returned at score 100, so any clip could be made to resolve to any manifest)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and not content_type.startswith(("video/", "application/octet-stream", "multipart/form-data")):
         raise ApiProblem(415, "unsupported_media", f"This service resolves video only; got {content_type}.",
                          hint="Send the video file as the body with its video/* Content-Type.")
     methods = [_require_alg(hm, alg)] if alg else list(_methods(hm).values())[:1]
-    hint = (_require_alg(hm, hint_alg), _payload(hint_value)) if hint_alg and hint_value else None
+    if hint_alg and hint_value:
+        _payload(hint_value)  # a malformed hint is still refused, as any malformed value is
+        hinted = _require_alg(hm, hint_alg)
+        methods = [hinted, *(method for method in methods if method is not hinted)]
     with temp_upload_path(hm.paths.tmp) as target:
         upload = await receive_upload(request, target, hm.settings.max_upload_bytes)
         async with verify_slots(request.app).hold():  # the same work as a verification, under the same cap
-            matches = await run_in_threadpool(_match_content, hm, upload.path, methods, hint)
+            matches = await run_in_threadpool(_match_content, hm, upload.path, methods)
     return QueryResult(matches=matches[:max_results])
 
 
-def _match_content(hm: Hallmark, path: Any, methods: list[WatermarkMethod],
-                   hint: tuple[WatermarkMethod, bytes] | None) -> list[Match]:
+def _match_content(hm: Hallmark, path: Any, methods: list[WatermarkMethod]) -> list[Match]:
     media = probe(path)  # MediaError (422) for what is not a readable video
     found: dict[str, Match] = {}
     mime = c2pa_mime_for_container(media.container)
     if mime is not None:
+        # The embedded manifest counts when it is the very one stored for a released generation (Trusted, same
+        # signer and assertions: verify.stored_generation), not when its label merely names one: anyone can copy a
+        # label into a manifest of their own.
         embedded = read_c2pa(path, hm.trust, mime)
-        if embedded.present and embedded.manifest_label:
+        if stored_generation(embedded, label_resolver(hm, None), hm.trust) is not None and embedded.manifest_label:
             with hm.db.session() as session:
                 if _released(Generations(session).by_manifest_label(embedded.manifest_label)):
                     found[embedded.manifest_label] = Match(manifestId=embedded.manifest_label, similarityScore=100)
-    if hint is not None:
-        for match in _match_payload(hm, *hint):
-            found.setdefault(match.manifestId, match)
     for method in methods:
         detection = detect_watermark(path, media, method, hm.settings.verify_max_seconds or None)
         if detection.detected and detection.payload is not None:
