@@ -116,7 +116,7 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
                      "marked before that key was rotated is. If it was retired because it leaked, whoever holds it "
                      "could have made this mark; a Trusted manifest is then the stronger evidence.")
     stored = stored_generation(report, by_label, trust)
-    confirmed_by = _confirmation(report, stored, path, mime, own_trust)
+    confirmed_by = _confirmation(report, stored, path, mime, own_trust, resolve, notes)
     recovered = None
     if resolution is not None and resolution.manifest and _needs_recovery(report, resolution, stored):
         recovered = recover_manifest(resolution, detection.payload or b"", path, mime, trust)
@@ -151,15 +151,40 @@ def stored_generation(report: C2paReport, by_label: LabelResolver | None,
 
 
 def _confirmation(report: C2paReport, stored: Resolution | None, path: Path, mime: str | None,
-                  own_trust: c2pa.Context | None) -> str | None:
-    """How the file's Hallmark manifest is confirmed as this service's ("store", "signing_key"), or None."""
+                  own_trust: c2pa.Context | None, resolve: Resolver, notes: list[str]) -> str | None:
+    """How the file's Hallmark manifest is confirmed as this service's ("store", "signing_key"), or None.
+
+    A manifest that is not the stored one but validates under this service's own CA ("signing_key") is confirmed
+    only when it names a generation this service made: its soft binding's payload leads to a generation with the
+    generation id it states. Only the gateway signs, so a manifest under our key naming no generation of ours means
+    the key was used elsewhere (a retired key that leaked keeps validating, for the clips signed before)."""
     if not report.present or report.state != "Trusted" or report.hallmark is None:
         return None
     if stored is not None:
         return "store"
-    if own_trust is not None and mime is not None and read_c2pa(path, own_trust, mime).state == "Trusted":
+    if own_trust is None or mime is None or read_c2pa(path, own_trust, mime).state != "Trusted":
+        return None
+    claimed = report.hallmark.get("generation_id")
+    declared = (resolve(payload) for payload in _bound_payloads(report))
+    if any(resolution is not None and resolution.record.get("generation_id") == claimed for resolution in declared):
         return "signing_key"
+    notes.append(f"The manifest is signed with this service's key but names generation {claimed!s:.64}, which this "
+                 "service did not make: the key was used outside the gateway, so its word is not taken.")
     return None
+
+
+def _bound_payloads(report: C2paReport) -> list[bytes]:
+    """The watermark payloads the manifest's soft bindings declare (values that do not parse are skipped)."""
+    payloads = []
+    for binding in report.soft_bindings:
+        blocks = binding.get("blocks")
+        for block in blocks if isinstance(blocks, list) else []:
+            try:
+                if isinstance(block, dict):
+                    payloads.append(payload_from_soft_binding_value(str(block.get("value", ""))))
+            except InvalidInput:
+                continue
+    return payloads
 
 
 # What reading the watermark may cost per request, whatever the upload claims. Decoding is the cost (a 388 KB clip of
@@ -298,17 +323,7 @@ def recover_manifest(resolution: Resolution, payload: bytes, path: Path, mime: s
 
 
 def _names_payload(report: C2paReport, payload: bytes) -> bool:
-    for binding in report.soft_bindings:
-        blocks = binding.get("blocks")
-        for block in blocks if isinstance(blocks, list) else []:
-            if not isinstance(block, dict):
-                continue
-            try:
-                if payload_from_soft_binding_value(str(block.get("value", ""))) == payload:
-                    return True
-            except InvalidInput:
-                continue
-    return False
+    return payload in _bound_payloads(report)
 
 
 def _verdict(c2pa_report: C2paReport, detection: Detection, record: dict[str, Any] | None,
