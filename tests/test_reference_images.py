@@ -128,6 +128,26 @@ def test_a_stranger_learns_only_that_a_registered_person_is_there_and_the_owner_
     assert allowed["allowed"] is True and allowed["cameo_ids"] == [world.cameo_id]
 
 
+def test_a_face_turned_on_its_side_or_upside_down_is_checked_too(world: World, media_dir: Path) -> None:
+    """The face detector finds upright faces only: the registered man's photo turned a quarter or half turn passed
+    the check (an image-to-video model can turn it back). Each quarter turn of a reference image is looked at."""
+    same_man = frame_of(media_dir, "asl-brother.mkv", 30)
+    for turns in (1, 2, 3):
+        turned = np.ascontiguousarray(np.rot90(same_man, turns))
+        assert codes(check(world, "dave", turned)) == ["likeness_without_consent"], turns
+        assert check(world, "carol", turned)["allowed"] is True, turns  # still hers to use
+    stranger = face_crop(media_dir, "asl-book.mkv", 30)
+    upright_box = check(world, "dave", stranger)["reasons"][0]["evidence"]["box"]
+    answer = check(world, "dave", np.ascontiguousarray(np.rot90(stranger, 2)))
+    assert codes(answer) == ["likeness_unregistered"]
+    # The box is given in the submitted picture's own coordinates: half a turn puts the face opposite.
+    height, width = stranger.shape[:2]
+    box = answer["reasons"][0]["evidence"]["box"]
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    upright_centre = ((upright_box[0] + upright_box[2]) / 2, (upright_box[1] + upright_box[3]) / 2)
+    assert abs(centre[0] - (width - upright_centre[0])) < 12 and abs(centre[1] - (height - upright_centre[1])) < 12
+
+
 def test_faces_nobody_consented_for_are_refused_and_pictures_without_faces_pass(
         world: World, media_dir: Path) -> None:
     # A real person with no cameo (the signer of asl-book), as a generation request and as a dry run.

@@ -6,13 +6,15 @@ detection too weak to be a face, such as a patch on a suit, is not a face: servi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from guard.gate.decision import Decision, Reason
-from guard.likeness.service import MIN_COMPARABLE_FACE, UNKNOWN_FACE, UNREADABLE_FACE, Likeness, LikenessMatch
+from guard.likeness.analysis import SECOND_FACE_SCORE, Box
+from guard.likeness.service import (MIN_COMPARABLE_FACE, UNKNOWN_FACE, UNREADABLE_FACE, FaceOnPicture, Likeness,
+                                    LikenessMatch)
 from registry import SubjectKind
 
 
@@ -52,7 +54,7 @@ def scan_picture(rgb: np.ndarray, likeness: Likeness) -> list[OutputFinding]:
     when nobody is enrolled, since a face nobody consented for is refused too."""
     best: dict[tuple[str, str], OutputFinding] = {}
     unmatched: list[OutputFinding] = []
-    for face in likeness.identify_faces(rgb):
+    for face in _faces_at_any_turn(rgb, likeness):
         if not face.matches:
             unmatched.append(OutputFinding(face.as_unmatched(), 0, 0.0))
         for match in face.matches:
@@ -60,6 +62,31 @@ def scan_picture(rgb: np.ndarray, likeness: Likeness) -> list[OutputFinding]:
             if key not in best or match.similarity > best[key].match.similarity:
                 best[key] = OutputFinding(match, 0, 0.0)
     return [*sorted(best.values(), key=lambda finding: -finding.match.similarity), *unmatched]
+
+
+def _faces_at_any_turn(rgb: np.ndarray, likeness: Likeness) -> list[FaceOnPicture]:
+    """The faces on the picture as it is and turned by each quarter turn, with boxes in the picture's own
+    coordinates. The face detector finds upright faces only, so a registered person's photo turned on its side or
+    upside down passed the check (an image-to-video model turns it back). On a turned copy a face counts when it
+    matches someone enrolled or is a confident detection (SECOND_FACE_SCORE): the detector's weak hits on patterns
+    in a turned picture are not taken for unknown faces, which would deny ordinary pictures."""
+    height, width = rgb.shape[:2]
+    faces = list(likeness.identify_faces(rgb))
+    for turns in (1, 2, 3):
+        for face in likeness.identify_faces(np.ascontiguousarray(np.rot90(rgb, turns))):
+            if face.matches or face.score >= SECOND_FACE_SCORE:
+                box = _unturned(face.box, turns, width, height)
+                faces.append(replace(face, box=box, matches=[replace(m, box=box) for m in face.matches]))
+    return faces
+
+
+def _unturned(box: Box, turns: int, width: int, height: int) -> Box:
+    """A box found on np.rot90(picture, turns) (counter-clockwise quarter turns) in the picture's coordinates."""
+    if turns == 1:  # turned pixel (row i, col j) is the picture's (row j, col width-1-i)
+        return Box(width - box.bottom, box.left, width - box.top, box.right)
+    if turns == 2:
+        return Box(width - box.right, height - box.bottom, width - box.left, height - box.top)
+    return Box(box.top, height - box.right, box.bottom, height - box.left)  # 3: (row i, col j) is (height-1-j, i)
 
 
 def hidden_cameo_findings(decision: Decision, findings: list[OutputFinding],
