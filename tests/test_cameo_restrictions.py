@@ -160,6 +160,18 @@ def test_restrictions_cover_the_owners_words_regular_forms(policy: Policy, terms
     assert not _allowed(policy, prompt, terms, categories), prompt
 
 
+@pytest.mark.parametrize("category,prompt", [
+    ("sexual", "@ann in nothing but her underwear"), ("sexual", "@ann undressed"), ("sexual", "@ann without clothes"),
+    ("sexual", "@ann nackt am Strand"), ("alcohol", "@ann drinking a pint of lager"),
+    ("alcohol", "@ann toasting with champagne"), ("alcohol", "@ann with a cerveza"),
+    ("weapons", "@ann firing a handgun"), ("weapons", "@ann holding an AK-47"), ("violence", "@ann beaten up"),
+])
+def test_categories_cover_everyday_words_for_what_they_name(policy: Policy, category: str, prompt: str) -> None:
+    """Words a reviewer found the categories missing (all allowed before); the 196 everyday prompts of
+    policies/background_prompts.txt meet the extended categories as often as before (2: a wine glass, a sword)."""
+    assert not _allowed(policy, prompt, (), (category,)), prompt
+
+
 @pytest.mark.parametrize("word,forms", [
     ("punch", ("punched", "punches", "punching")), ("stab", ("stabbed", "stabbing", "stabs")),
     ("rally", ("rallied", "rallies", "rallying")), ("vote", ("voted", "votes", "voting")),
