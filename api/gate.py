@@ -15,7 +15,7 @@ from registry import (Account, Accounts, AppearanceKind, Appearances, AuditLog, 
 
 def dry_run(hm: Hallmark, account: Account, prompt: str, *, cameos: list[str] = (),  # type: ignore[assignment]
             commercial: bool = False, reference_image: bytes | None = None,
-            as_account: str | None = None) -> Decision:
+            as_account: str | None = None, negative_prompt: str | None = None) -> Decision:
     prompt = prompt.strip()
     if not prompt:
         raise InvalidInput("The prompt is empty.", hint="Give the prompt to check.")
@@ -31,7 +31,8 @@ def dry_run(hm: Hallmark, account: Account, prompt: str, *, cameos: list[str] = 
                                    status=403)
             requester = Accounts(session).require_by_name(as_account)
         request = GateRequest(requester_id=requester.id, prompt=prompt, cameo_handles=list(cameos),
-                              commercial=commercial, reference_image=reference_image)
+                              commercial=commercial, reference_image=reference_image,
+                              negative_prompt=negative_prompt)
         # Operators (admins manage every cameo) see whose face it is; anyone else is told only that someone is.
         outcome = face_decision(hm, session, request, faces, REFERENCE_IMAGE, reveal=account.role == Role.admin)
         decision = outcome.decision

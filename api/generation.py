@@ -40,9 +40,9 @@ HALLMARK_VERSION = "0.1.0"
 
 
 def gate_request(requester_id: str, prompt: str, cameos: list[str], *, commercial: bool = False,
-                 reference_image: bytes | None = None) -> GateRequest:
+                 reference_image: bytes | None = None, negative_prompt: str | None = None) -> GateRequest:
     return GateRequest(requester_id=requester_id, prompt=prompt, cameo_handles=list(cameos), commercial=commercial,
-                       reference_image=reference_image)
+                       reference_image=reference_image, negative_prompt=negative_prompt)
 
 
 def reference_path(hm: Hallmark, generation_id: str) -> Path:
@@ -74,7 +74,7 @@ def submit(hm: Hallmark, requester: Account, request: GenerationCreate, *,
               "reference_image": reference is not None}
     with hm.db.session() as session:
         gated = gate_request(requester.id, prompt, request.cameos, commercial=request.commercial,
-                             reference_image=reference)
+                             reference_image=reference, negative_prompt=request.negative_prompt)
         faced = face_decision(hm, session, gated, faces, REFERENCE_IMAGE)
         decision = faced.decision
         generation = Generations(session).add(Generation(
@@ -278,7 +278,8 @@ def _release_decision(hm: Hallmark, session, generation: Generation,  # type: ig
     on_reference = [f.match.handle for f in reference_faces if f.match.handle]
     requested = gate_request(generation.requester_id, generation.prompt,
                              [*generation.params.get("cameos", []), *on_reference],
-                             commercial=bool(generation.params.get("commercial", False)), reference_image=reference)
+                             commercial=bool(generation.params.get("commercial", False)), reference_image=reference,
+                             negative_prompt=generation.params.get("negative_prompt"))
     return requested, face_decision(hm, session, requested, findings, OUTPUT, reference_faces=reference_faces)
 
 

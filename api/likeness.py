@@ -11,7 +11,7 @@ match go to the audit log (auditors) and to the cameo's appearances (its owner),
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlmodel import Session
@@ -79,9 +79,8 @@ def face_decision(hm: Hallmark, session: Session, request: GateRequest, findings
     findings = [*findings, *(finding for finding in reference_faces
                              if finding.match.kind in (UNKNOWN_FACE, UNREADABLE_FACE))]
     found = [finding.match.handle for finding in findings if finding.match.handle]
-    gated = hm.gate(session).check(GateRequest(
-        requester_id=request.requester_id, prompt=request.prompt, cameo_handles=[*request.cameo_handles, *found],
-        commercial=request.commercial, reference_image=request.reference_image, now=request.now))
+    # The same request with the found cameos added (replace: a field copied by hand was once left behind).
+    gated = hm.gate(session).check(replace(request, cameo_handles=[*request.cameo_handles, *found]))
     visible = visible_cameos(session, request.requester_id, findings)
     decision = output_decision(gated, findings, set(mentioned_handles(request)),
                                cameo_records.protected_cameo_links(session, findings), where=where,

@@ -86,11 +86,22 @@ def test_owner_restrictions_deny_matching_prompts_for_everyone(initialized) -> N
         assert denied.status_code == 403 and denied.headers["content-type"].startswith("application/problem+json")
         assert "cameo_restricted_content" in denied.text
         assert generation_count(initialized) == before + 1, "the denial is recorded; nothing is generated"
+        # A negative prompt steers toward what it does not name ("clothes, swimsuit" undresses): with a cameo whose
+        # owner restricted anything, it is refused, in the dry run as in the request.
+        steered = {"prompt": "@alice on a beach", "negative_prompt": "clothes, swimsuit, shirt"}
+        denied = client.post("/v1/generations", json=steered, headers=_auth(bob_key))
+        assert denied.status_code == 403 and "cameo_restricted_content" in denied.text, denied.text
+        dry = client.post("/v1/gate/check", json=steered, headers=_auth(bob_key)).json()
+        assert dry["allowed"] is False and "negative_prompt" in str(dry["reasons"][0]["evidence"]), dry
 
         cleared = client.patch(f"/v1/cameos/{cameo_id}", headers=_auth(alice_key),
                                json={"content_restrictions": {"terms": [], "categories": []}})
         assert cleared.status_code == 200
         assert check("@alice speaking at a political rally")["allowed"] is True
+        unrestricted = client.post("/v1/gate/check", json={"prompt": "@alice on a beach",
+                                                           "negative_prompt": "blurry, low quality"},
+                                   headers=_auth(bob_key))
+        assert unrestricted.json()["allowed"] is True, unrestricted.text
 
 
 def test_restrictions_cover_inflections_and_unknown_categories_are_refused(

@@ -19,6 +19,7 @@ class GateCheck(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(..., description="The prompt to check; mention cameos as @handle.")
+    negative_prompt: str | None = Field(None, max_length=2000, description="As a generation request would send it.")
     cameos: list[str] = Field(default_factory=list, max_length=8)
     commercial: bool = False
     reference_image_base64: str | None = Field(None, description="A reference image, base64-encoded.")
@@ -41,5 +42,5 @@ def check(body: GateCheck, hm: HallmarkDep, account: AccountDep) -> GateAnswer:
     attempt is recorded as a denied request among that cameo's appearances, for its owner to see."""
     image = decode_base64("reference image", body.reference_image_base64) if body.reference_image_base64 else None
     decision = dry_run(hm, account, body.prompt, cameos=body.cameos, commercial=body.commercial,
-                       reference_image=image, as_account=body.as_account)
+                       reference_image=image, as_account=body.as_account, negative_prompt=body.negative_prompt)
     return GateAnswer(**decision.as_dict())

@@ -33,6 +33,7 @@ class GateRequest:
     cameo_handles: list[str] = field(default_factory=list)
     commercial: bool = False
     reference_image: bytes | None = None  # an encoded image (PNG, JPEG, ...), checked against the works' images
+    negative_prompt: str | None = None  # what the model is told to avoid (see _with_restrictions)
     now: datetime | None = None  # the time the policies see (default: now)
 
 
@@ -75,7 +76,8 @@ class Gate:
             has_reference_image=image is not None, prompt_chars=len(request.prompt)))
 
         for handle in mentioned_handles(request):
-            cameo, restricted = _with_restrictions(self.directory.cameo(handle), request.prompt, policy)
+            cameo, restricted = _with_restrictions(self.directory.cameo(handle), request.prompt, policy,
+                                                   request.negative_prompt)
             facts.cameos[handle] = cameo
             facts.subjects.append(Subject("Cameo", f"@{handle}", f"@{handle}", "mention", matches=restricted))
 
@@ -101,11 +103,15 @@ class Gate:
         return facts
 
 
-def _with_restrictions(cameo: CameoFacts | None, prompt: str,
-                       policy: Policy) -> tuple[CameoFacts | None, list[Match]]:
+def _with_restrictions(cameo: CameoFacts | None, prompt: str, policy: Policy,
+                       negative_prompt: str | None = None) -> tuple[CameoFacts | None, list[Match]]:
     """The cameo with how many of its owner's content restrictions the prompt matches (the matches are the
     evidence of a `cameo_restricted_content` denial). Same matcher as the works' names; no semantic matching, since
-    a restriction is the owner's own short list of words."""
+    a restriction is the owner's own short list of words.
+
+    A negative prompt counts as a match whenever the owner restricted anything: it steers the model away from what
+    it names, so it can reach restricted content without naming it ("clothes, swimsuit" undresses), and no word
+    list can tell which steering does. Failing closed: such a cameo is used without one."""
     if cameo is None or not (cameo.restricted_terms or cameo.restricted_categories):
         return cameo, []
     terms = [_with_inflections(term) for term in
@@ -116,6 +122,10 @@ def _with_restrictions(cameo: CameoFacts | None, prompt: str,
     # scores down); a fuzzy one only above the policy's fuzzy threshold.
     matches = [max(kinds.values(), key=lambda m: m.score) for kinds in found
                if "exact" in kinds or max(m.score for m in kinds.values()) >= policy.thresholds.fuzzy]
+    if negative_prompt and negative_prompt.strip():
+        matches.append(Match(key="negative_prompt", kind="negative_prompt", score=1.0,
+                             matched="a negative prompt, with a cameo whose owner restricted content",
+                             text=negative_prompt.strip()[:100]))
     return replace(cameo, restricted_matches=len(matches)), matches
 
 
