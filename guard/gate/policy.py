@@ -82,9 +82,24 @@ class ProtectedPerson:
     distinctive_names: tuple[str, ...] = ()  # one word that names the person on its own ("Obama"), see PersonsMatcher
     capitalised_names: tuple[str, ...] = ()  # one word that names them only when written as a name ("Musk")
 
+    @property
+    def distinctive_forms(self) -> tuple[str, ...]:
+        return (*self.distinctive_names, *family_plurals(self.distinctive_names))
+
+    @property
+    def capitalised_forms(self) -> tuple[str, ...]:
+        return (*self.capitalised_names, *family_plurals(self.capitalised_names))
+
     def term(self) -> Term:
-        return Term(self.id, aliases=(self.name, *self.aliases, *self.distinctive_names, *self.capitalised_names),
+        return Term(self.id, aliases=(self.name, *self.aliases, *self.distinctive_forms, *self.capitalised_forms),
                     descriptions=self.descriptions)
+
+
+def family_plurals(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The plurals of single-word names ("the Obamas", "the Joneses"), which name the same people and are held to
+    the same rules as the names. Left out, "the Obamas waving" passed: a near miss on "Obama" that is itself a word
+    in the matcher's list ("obamas") is dropped as a different word."""
+    return tuple(name + ("es" if name.lower().endswith(("s", "x", "z", "ch", "sh")) else "s") for name in names)
 
 
 @dataclass(frozen=True)
@@ -291,8 +306,8 @@ class Policy:
             background = self.background_vectors() if semantic and self.background else None
             self._cache["persons"] = PersonsMatcher(
                 TermMatcher(terms, self.match_settings, background=background),
-                frozenset((p.id, name) for p in self.persons for name in p.distinctive_names),
-                frozenset((p.id, name) for p in self.persons for name in p.capitalised_names),
+                frozenset((p.id, name) for p in self.persons for name in p.distinctive_forms),
+                frozenset((p.id, name) for p in self.persons for name in p.capitalised_forms),
                 self.match_settings.weak_alias_score)
         return self._cache["persons"]
 
