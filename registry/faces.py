@@ -93,6 +93,12 @@ class FaceTemplates:
                 col(FaceTemplate.seq).in_(seqs[start:start + chunk]))).all()
         return rows
 
+    def take_turn(self) -> None:
+        """Make this transaction's enrolment wait for any other in progress, until either commits: the face index's
+        version row is written now (a row lock on PostgreSQL, the write lock on SQLite), as `add` would write it.
+        A check against the enrolled faces made after this sees every enrolment committed before this one."""
+        self._bump()
+
     def version(self) -> int:
         state = self.session.get(FaceIndexState, 1)
         return state.version if state is not None else 0

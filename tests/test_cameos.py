@@ -133,6 +133,41 @@ def test_a_live_answer_verifies_and_the_same_face_cannot_be_registered_twice(
     assert client.get(f"/v1/cameos/{cameo['id']}", headers=bearer(bob)).status_code == 404  # not bob's
 
 
+def test_two_accounts_verifying_the_same_face_at_once_enroll_it_once(
+        client: TestClient, initialized: Initialized, media_dir: Path, tmp_path: Path) -> None:
+    """The face was checked against the other cameos before the enrolling transaction, so two accounts answering
+    their challenges with the same face at the same moment were both verified (2 of 4 runs). Enrolments now take
+    turns, and the face is checked again in the turn."""
+    import threading
+
+    hm: Hallmark = client.app.state.hallmark
+    jobs = []
+    for name in ("mal1", "mal2"):
+        key = new_account(client, initialized.admin_key, name)
+        registered = client.post("/v1/cameos", json={"handle": name}, headers=bearer(key)).json()
+        clip = challenge_clip(media_dir, registered["challenge"]["moves"], tmp_path / f"{name}.mp4")
+        with hm.db.session() as session:
+            account = Accounts(session).require_by_name(name)
+            session.expunge(account)
+        jobs.append((account, registered["cameo"]["id"], clip))
+    outcomes: dict[str, str] = {}
+
+    def verify(account, cameo_id: str, clip: Path) -> None:  # type: ignore[no-untyped-def]
+        try:
+            outcomes[account.name] = service.verify_registration(hm, account, cameo_id, clip).status
+        except service.RegistrationRejected as rejected:
+            outcomes[account.name] = ",".join(failure.code for failure in rejected.failures)
+
+    threads = [threading.Thread(target=verify, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes.values()) == ["matches_existing_cameo", "verified"], outcomes
+    with hm.db.session() as session:
+        assert FaceTemplates(session).count() == 1
+
+
 def test_registration_failures_are_explicit_and_store_nothing(
         client: TestClient, initialized: Initialized, media_dir: Path, tmp_path: Path) -> None:
     hm: Hallmark = client.app.state.hallmark
