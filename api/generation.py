@@ -185,8 +185,8 @@ def run(hm: Hallmark, generation_id: str, *, worker: str = "local",
             record.backend, record.model_name = generator.info.backend, generator.info.name
             generations.set_status(record, Status.marking, progress=80.0)
         payload = bytes.fromhex(generation.watermark_payload or "")
-        _stamp_until_readable(hm, generation, video, payload, marked,
-                              lambda done: progress(80.0 + 15.0 * done / len(video.frames)))
+        key_id = _stamp_until_readable(hm, generation, video, payload, marked,
+                                       lambda done: progress(80.0 + 15.0 * done / len(video.frames)))
         created = as_utc(generation.created_at)
         facts = ManifestFacts(
             generation_id=generation.id,
@@ -209,7 +209,7 @@ def run(hm: Hallmark, generation_id: str, *, worker: str = "local",
         manifest_bytes = sign_video(marked, signed, build_manifest(facts), hm.signer(),
                                     ingredients=ingredients_for(facts))
         manifest_label = _check_release(hm, signed)
-        return _release(hm, generation_id, worker, signed, final, manifest_bytes, manifest_label, findings)
+        return _release(hm, generation_id, worker, signed, final, manifest_bytes, manifest_label, findings, key_id)
     except Exception as exc:  # any failure: nothing is released, the record says why
         log.warning("generation %s failed: %s", generation_id, exc)
         return _fail(hm, generation_id, exc)
@@ -225,17 +225,18 @@ def _load(hm: Hallmark, generation_id: str) -> Generation:
 
 
 def _stamp_until_readable(hm: Hallmark, generation: Generation, video: GeneratedVideo, payload: bytes,
-                          target: Path, on_frame: Callable[[int], None]) -> None:
+                          target: Path, on_frame: Callable[[int], None]) -> str | None:
     """Stamp at the method's default strength and read the encoded clip back as a verifier would; content too flat
     to carry the mark at that strength (a smooth gradient, a blank sky) is stamped again, stronger. If no strength
-    reads back, nothing is released: an unmarked clip must never leave the gateway."""
+    reads back, nothing is released: an unmarked clip must never leave the gateway. Returns the public id of the
+    key the mark read back with (the generation records it)."""
     for strength in hm.watermark.strengths:
         _stamp(hm, generation, video, payload, target, on_frame, strength)
         detection = detect_file(target, hm.current_key_watermark)
         if detection.detected and detection.payload == payload:
             if strength != hm.watermark.strengths[0]:
                 log.info("generation %s: watermark read back at strength %s", generation.id, strength)
-            return
+            return detection.key_id
     raise MarkingError("The invisible watermark did not read back from the encoded clip at any strength "
                        f"({', '.join(map(str, hm.watermark.strengths))}); not released.",
                        hint="Try a higher output quality (HALLMARK_OUTPUT_CRF) or another watermark method.")
@@ -296,7 +297,7 @@ def _check_release(hm: Hallmark, signed: Path) -> str:
 
 
 def _release(hm: Hallmark, generation_id: str, worker: str, signed: Path, final: Path, manifest_bytes: bytes,
-             manifest_label: str, findings: list[OutputFinding]) -> Generation:
+             manifest_label: str, findings: list[OutputFinding], watermark_key_id: str | None) -> Generation:
     """Re-check consent, then publish the file and the record together (or neither)."""
     with hm.db.session() as session:
         generations = Generations(session)
@@ -317,6 +318,7 @@ def _release(hm: Hallmark, generation_id: str, worker: str, signed: Path, final:
         generation.output_sha256 = _sha256(signed)
         generation.manifest = manifest_bytes
         generation.manifest_label = manifest_label
+        generation.watermark_key_id = watermark_key_id
         generations.set_status(generation, Status.completed, progress=100.0)
         AuditLog(session).append("generation.completed", subject=generation_id, worker=worker,
                                  output_sha256=generation.output_sha256, manifest_label=manifest_label)

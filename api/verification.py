@@ -60,6 +60,7 @@ def public_record(generation: Generation, operator: str) -> dict[str, Any]:
         "operator": operator,
         "model": generation.model_name or generation.backend,
         "manifest_label": generation.manifest_label,
+        "watermark_key_id": generation.watermark_key_id,
         "visibility": "public",
     }
 

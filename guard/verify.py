@@ -106,6 +106,13 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
     if note := window_note(window, media, max_seconds):
         notes.append(note)
     resolution = resolve(detection.payload) if detection.detected and detection.payload is not None else None
+    forged = _forged_generation(detection, resolution)
+    if forged is not None:
+        notes.append(f"The watermark carries the payload of generation {forged}, but it was read with watermark key "
+                     f"{detection.key_id}, not the key that generation was marked with "
+                     f"({resolution.record.get('watermark_key_id') if resolution else None}): whoever holds that "
+                     "key made this mark.")
+        resolution = None
     if detection.detected and detection.p_value is None and resolution is None:
         # A method without a presence test cannot tell a mark from noise; only a payload that resolves to one of
         # our records (one chance in 2^64 per record) counts as found.
@@ -127,7 +134,7 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
         notes.append(f"The manifest names generation {hallmark.get('generation_id')}, but the watermark leads to "
                      f"generation {resolution.record.get('generation_id')}.")
     record = resolution.record if resolution is not None else stored.record if stored is not None else None
-    verdict = _verdict(report, detection, record, recovered, conflict, confirmed_by is not None)
+    verdict = _verdict(report, detection, record, recovered, conflict, confirmed_by is not None, forged)
     return VerificationReport(verdict, media, report, detection, record, recovered, notes, confirmed_by, window)
 
 
@@ -295,6 +302,18 @@ def _two_durations(read: float, total: float | None) -> tuple[str, str | None]:
     return shown_read, shown_total
 
 
+def _forged_generation(detection: Detection, resolution: Resolution | None) -> str | None:
+    """The generation whose payload the mark carries, when the mark was made with another key than the one that
+    generation was marked with (recorded at release): a retired key that leaked can mark any footage with any
+    payload, and payloads are public (in every manifest). None when the keys agree or either is not known."""
+    if resolution is None or detection.key_id is None:
+        return None
+    marked_with = resolution.record.get("watermark_key_id")
+    if marked_with is None or marked_with == detection.key_id:
+        return None
+    return str(resolution.record.get("generation_id"))
+
+
 def _needs_recovery(report: C2paReport, resolution: Resolution, stored: Resolution | None) -> bool:
     """Recover unless the file carries the very manifest stored for the watermark's generation: when it has none, a
     broken one, or someone else's (then ours is the one that counts). Not by the label alone: anyone can copy a
@@ -327,7 +346,7 @@ def _names_payload(report: C2paReport, payload: bytes) -> bool:
 
 
 def _verdict(c2pa_report: C2paReport, detection: Detection, record: dict[str, Any] | None,
-             recovered: RecoveredManifest | None, conflict: bool, confirmed: bool) -> str:
+             recovered: RecoveredManifest | None, conflict: bool, confirmed: bool, forged: str | None = None) -> str:
     hallmark = c2pa_report.hallmark
     recovery = ""
     if recovered is not None:
@@ -354,6 +373,11 @@ def _verdict(c2pa_report: C2paReport, detection: Detection, record: dict[str, An
             # Anyone can write our assertion label, a trusted partner too; only our store or our own CA confirms it.
             return f"{lead}; it claims Hallmark provenance that this service cannot confirm."
         return f"{lead}; not a Hallmark generation."
+    if forged is not None:
+        retired = " (a retired key)" if detection.retired_key else ""
+        return (f"Forged watermark: it carries the payload of generation {forged} but was made with watermark key "
+                f"{detection.key_id}{retired}, not the one that generation was marked with; this is not that "
+                "generation.")
     if recovered is not None:
         stripped = ("Credentials stripped from an unchanged video" if recovered.hard_binding == "matches_this_file"
                     else "Credentials stripped")

@@ -45,6 +45,9 @@ class Generation(SQLModel, table=True):
     model_name: str = Field(default="", max_length=200)
     watermark_payload: str | None = Field(default=None, index=True, unique=True, max_length=16)
     watermark_method: str | None = Field(default=None, max_length=64)
+    # The public id of the watermark key the released clip was marked with (None before it was recorded): a mark
+    # that reads with another key cannot be this generation's (a forgery by whoever holds a retired key).
+    watermark_key_id: str | None = Field(default=None, max_length=32)
     output_path: str | None = Field(default=None, sa_type=Text)
     output_sha256: str | None = Field(default=None, max_length=64)
     manifest: bytes | None = Field(default=None, sa_type=LargeBinary)

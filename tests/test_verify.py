@@ -429,6 +429,42 @@ def test_a_match_read_with_a_retired_watermark_key_ranks_below_a_current_one(rel
     assert current["similarityScore"] == 100 and after["similarityScore"] == RETIRED_KEY_SCORE
     assert report["watermark"]["retired_key"] == retired.stem and report["record"] is not None
     assert any("retired watermark key" in note for note in report["notes"])
+    # The generation recorded the key it was marked with, which is the one that read it: no forgery.
+    assert report["record"]["watermark_key_id"] == report["watermark"]["key_id"]
+
+
+def test_a_mark_made_with_another_key_than_its_generation_was_marked_with_is_forged(released: Released,
+                                                                                  tmp_path: Path) -> None:
+    """A key retired before this generation was made has leaked: its holder can mark any footage with any payload
+    (payloads are public, in every manifest). Each generation records the key it was marked with, so such a mark
+    is called forged instead of leading to the generation."""
+    from api.app import create_app
+    from guard.marks import watermark_key_id, watermark_method
+    from guard.marks.apply import stamp_file
+
+    paths = released.init.settings.paths
+    leaked = b"a watermark key retired long ago, now leaked"
+    retired = paths.watermark_retired / "20250101T000000Z.key"
+    retired.parent.mkdir(exist_ok=True)
+    retired.write_bytes(leaked)
+    forged = tmp_path / "forged.mp4"
+    stamp_file(_synthetic_clip(tmp_path / "footage.mp4"), forged, method=watermark_method("hallmark", leaked),
+               payload=released.payload)
+    try:
+        with TestClient(create_app(released.init.settings, workers=0)) as client:
+            report = client.post("/v1/verify", files={"file": ("forged.mp4", forged.read_bytes(), "video/mp4")}).json()
+            matches = client.post("/matches/byContent", content=forged.read_bytes(),
+                                  headers={"content-type": "video/mp4"}).json()["matches"]
+    finally:
+        retired.unlink()
+    assert report["watermark"]["payload"] == released.payload.hex()
+    assert report["watermark"]["key_id"] == watermark_key_id(leaked) and report["watermark"]["retired_key"]
+    assert report["record"] is None and report["recovered_manifest"] is None
+    assert report["verdict"].startswith(f"Forged watermark: it carries the payload of generation "
+                                        f"{released.generation_id} but was made with watermark key "
+                                        f"{watermark_key_id(leaked)} (a retired key)"), report["verdict"]
+    assert any("whoever holds that key made this mark" in note for note in report["notes"])
+    assert matches == []  # nor does the soft-binding resolution lead to the generation
 
 
 def test_resolution_rejects_bad_queries(released: Released) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from api.context import Hallmark
 from api.generation import run, submit
 from api.schemas import GenerationCreate
+from guard.marks import watermark_key_id
 from guard.marks.apply import detect_file
 from registry import Accounts, Status
 
@@ -25,5 +26,7 @@ def test_gateway_releases_a_clip_carrying_the_hallmark_watermark(sqlite_initiali
         detection = detect_file(Path(released.output_path), hm.watermark)
         assert detection.detected and detection.payload.hex() == released.watermark_payload
         assert detection.p_value <= 1e-6
+        # The record names the key the clip was marked with (a mark read with another key is forged: verify.py).
+        assert released.watermark_key_id == watermark_key_id(hm.watermark_key) == detection.key_id
     finally:
         hm.close()

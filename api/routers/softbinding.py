@@ -99,13 +99,17 @@ def _released(generation: Generation | None) -> bool:
     return generation is not None and generation.status in RESOLVABLE and bool(generation.manifest)
 
 
-def _match_payload(hm: Hallmark, method: WatermarkMethod, payload: bytes) -> list[Match]:
+def _match_payload(hm: Hallmark, method: WatermarkMethod, payload: bytes, key_id: str | None = None) -> list[Match]:
+    """The released generation with this payload. `key_id`: the key a mark read from content was read with; a mark
+    made with another key than the generation's own is forged (verify.py), and leads nowhere."""
     with hm.db.session() as session:
         generation = Generations(session).by_payload(payload.hex())
         if not _released(generation) or generation.manifest_label is None:
             return []
         if generation.watermark_method and generation.watermark_method != method.name:
             return []  # the payload exists, but under another algorithm
+        if key_id and generation.watermark_key_id and generation.watermark_key_id != key_id:
+            return []
         return [Match(manifestId=generation.manifest_label, similarityScore=100)]
 
 
@@ -189,7 +193,7 @@ def _match_content(hm: Hallmark, path: Any, methods: list[WatermarkMethod]) -> l
     for method in methods:
         detection = detect_watermark(path, media, method, hm.settings.verify_max_seconds or None)
         if detection.detected and detection.payload is not None:
-            for match in _match_payload(hm, method, detection.payload):
+            for match in _match_payload(hm, method, detection.payload, detection.key_id):
                 score = 100 if detection.p_value is None else max(0, min(100, round(100 * (1 - detection.p_value))))
                 if detection.retired_key is not None:
                     # Read with a retired watermark key: genuine unless that key leaked (why keys are retired), so

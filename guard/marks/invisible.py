@@ -29,6 +29,7 @@ class Detection:
     score: float | None = None  # the method's own evidence statistic (e.g. bit agreement)
     note: str | None = None
     retired_key: str | None = None  # the payload was read with this retired watermark key (None: the current one)
+    key_id: str | None = None  # the public id (watermark_key_id) of the key the payload was read with
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +41,7 @@ class Detection:
             "score": self.score,
             "note": self.note,
             "retired_key": self.retired_key,
+            "key_id": self.key_id,
         }
 
 

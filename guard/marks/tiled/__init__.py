@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from guard.errors import InvalidInput
-from guard.marks.invisible import check_payload
+from guard.marks.invisible import check_payload, watermark_key_id
 from guard.marks.tiled.code import PayloadCode
 from guard.marks.tiled.detect import THRESHOLD, ReadingKey, TiledDetector
 from guard.marks.tiled.embed import TiledEmbedder
@@ -40,8 +40,9 @@ class HallmarkTiled:
         key rotation still resolve (detect.py counts every key in the p-value)."""
         self._layout = TileLayout.from_key(key)
         self._code = PayloadCode(key)
-        self._reading = [ReadingKey(self._layout, self._code)] + [
-            ReadingKey(TileLayout.from_key(old), PayloadCode(old), label) for label, old in retired]
+        self._reading = [ReadingKey(self._layout, self._code, watermark_key_id(key))] + [
+            ReadingKey(TileLayout.from_key(old), PayloadCode(old), watermark_key_id(old), label)
+            for label, old in retired]
 
     def embedder(self, payload: bytes, width: int, height: int, fps: float, *,
                  strength: float = 1.0) -> TiledEmbedder:

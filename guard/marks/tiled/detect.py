@@ -125,11 +125,12 @@ class Hypothesis:
 
 @dataclass(frozen=True)
 class ReadingKey:
-    """One watermark key the detector reads with: its tile layout and payload code, and the label of the retired
-    key it is (None: the current key)."""
+    """One watermark key the detector reads with: its tile layout and payload code, its public id, and the label of
+    the retired key it is (None: the current key)."""
 
     layout: TileLayout
     code: PayloadCode
+    key_id: str
     retired: str | None = None
 
 
@@ -279,7 +280,8 @@ class TiledDetector:
             return Detection(p_value <= THRESHOLD, found.payload if p_value <= THRESHOLD else None, p_value,
                              self._frames, self._name, score=round(hypothesis.z, 3),
                              note=_describe(hypothesis, found.corrected),
-                             retired_key=self._keys[hypothesis.key].retired)
+                             retired_key=self._keys[hypothesis.key].retired,
+                             key_id=self._keys[hypothesis.key].key_id if p_value <= THRESHOLD else None)
         return None
 
 
