@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from guard.gate import GateRequest, Policy
 from guard.gate.facts import CameoFacts
-from guard.gate.gate import Gate, word_forms
+from guard.gate.gate import Gate, mentioned_handles, word_forms
 from guard.gate.memory import MemoryDirectory
 from policies import POLICY_DIR
 from registry import Accounts, Cameo, Cameos, CameoStatus, Database, Visibility
@@ -169,6 +169,15 @@ def test_restrictions_do_not_catch_words_that_only_look_inflected(policy: Policy
 def test_restrictions_cover_the_owners_words_regular_forms(policy: Policy, terms: tuple[str, ...],
                                                           categories: tuple[str, ...], prompt: str) -> None:
     assert not _allowed(policy, prompt, terms, categories), prompt
+
+
+@pytest.mark.parametrize("prompt", ["\uff20ann on a beach", "@@ann on a beach", "\ufe6bann on a beach",
+                                    "\uff20\uff41\uff4e\uff4e on a beach"])
+def test_a_mention_in_other_characters_is_a_mention(policy: Policy, prompt: str) -> None:
+    """A fullwidth or small at sign, fullwidth letters or a doubled '@' were not read as mentions: the cameo went
+    unchecked, while a backend that resolves mentions itself could still find it."""
+    assert mentioned_handles(GateRequest("bob", prompt)) == ["ann"]
+    assert not _allowed(policy, prompt, ("beach",)), prompt  # her restriction applies, as to "@ann"
 
 
 @pytest.mark.parametrize("category,prompt", [

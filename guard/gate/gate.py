@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from datetime import datetime, timezone
@@ -23,7 +24,9 @@ from guard.gate.matching import Match, Query, Term, best_by_key, match_terms, op
 from guard.gate.policy import Policy, restriction_terms
 
 log = logging.getLogger("hallmark.gate")
-MENTION = re.compile(r"(?<![\w@])@([a-z0-9_][a-z0-9_.]{1,31})", re.IGNORECASE)
+# A mention is read on the NFKC form of the prompt (fullwidth "＠ａｌｉｃｅ" is "@alice"), and "@@alice" is one too: a
+# backend that resolves mentions itself must not find one the gate did not see.
+MENTION = re.compile(r"(?<![\w@])@+([a-z0-9_][a-z0-9_.]{1,31})", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class GateRequest:
 def mentioned_handles(request: GateRequest) -> list[str]:
     """Handles mentioned in the prompt plus those listed explicitly, lower-cased, in first-seen order."""
     seen: dict[str, None] = {}
-    for handle in [*MENTION.findall(request.prompt), *request.cameo_handles]:
+    for handle in [*MENTION.findall(unicodedata.normalize("NFKC", request.prompt)), *request.cameo_handles]:
         seen.setdefault(handle.lower().lstrip("@").rstrip("."), None)
     return list(seen)
 
@@ -242,7 +245,7 @@ def request_text(prompt: str, handle: str) -> str:
         name = mention.group(1).lower().rstrip(".")
         return " " if name == handle else " " + re.sub(r"[._]+", " ", name) + " "
 
-    return MENTION.sub(replaced, prompt)
+    return MENTION.sub(replaced, unicodedata.normalize("NFKC", prompt))
 
 
 def _subject(entity_type: str, entity_id: str, name: str, kinds: dict[str, Match], margins: dict[str, float],
