@@ -139,8 +139,12 @@ def _open_for_reading(path: Path) -> av.container.InputContainer:
         raise InvalidInput(f"No such file: {path}", hint="Check the path.")
     if path.stat().st_size == 0:
         raise MediaError(f"{path.name} is empty (0 bytes).", hint="Upload or pass the complete video file.")
+    # FFmpeg takes a file named .jpg for an image sequence ("image2", which reads every file a pattern names, so it
+    # is not allowed) before looking at its bytes: a JPEG is opened as the single picture it is.
+    with path.open("rb") as head:
+        jpeg = head.read(3) == b"\xff\xd8\xff"
     try:
-        container = av.open(str(path), mode="r", options=_OPEN_OPTIONS)
+        container = av.open(str(path), mode="r", format="jpeg_pipe" if jpeg else None, options=_OPEN_OPTIONS)
     except av.error.ArgumentError as exc:  # FFmpeg recognised the file as a format outside the allow-list
         raise MediaError(f"{path.name} is in a format Hallmark does not read.",
                          hint=f"{SUPPORTED_INPUTS} Playlists (.m3u8) and lists of other files are refused.") from exc

@@ -258,7 +258,7 @@ def test_a_bad_soft_binding_value_is_quoted_in_part() -> None:
         payload_from_soft_binding_value("not base64!")
 
 
-# --- 5. C2PA credentials in GIF and PNG files -------------------------------------------------------------------
+# --- 5. C2PA credentials in GIF, PNG and JPEG files ---------------------------------------------------------------
 
 def _animated_gif(path: Path) -> Path:
     with av.open(str(path), "w") as output:
@@ -281,7 +281,7 @@ def _sign_picture(hm: Hallmark, source: Path, target: Path, mime: str) -> Path:
     return target
 
 
-def test_signed_gif_and_png_have_their_credentials_found(client: TestClient, tmp_path: Path) -> None:
+def test_signed_gif_png_and_jpeg_have_their_credentials_found(client: TestClient, tmp_path: Path) -> None:
     """Before, a signed GIF (or PNG) was reported as having no credentials: its container was not mapped to a MIME
     type c2pa-rs reads."""
     assert c2pa_mime_for_container("gif") == "image/gif" and c2pa_mime_for_container("png_pipe") == "image/png"
@@ -297,6 +297,13 @@ def test_signed_gif_and_png_have_their_credentials_found(client: TestClient, tmp
     png = _sign_picture(hm, still, tmp_path / "signed.png", "image/png")
     report = post_file(client, png, content_type="image/png").json()
     assert report["c2pa"]["present"] is True and report["c2pa"]["state"] == "Trusted", report["c2pa"]
+    # A JPEG too: saved as .jpg, FFmpeg took it for an image sequence, which is not allowed (a 422).
+    photo = tmp_path / "still.jpg"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(photo)
+    jpeg = _sign_picture(hm, photo, tmp_path / "signed.jpg", "image/jpeg")
+    answer = post_file(client, jpeg, content_type="image/jpeg")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["c2pa"]["state"] == "Trusted" and answer.json()["media"]["container"] == "jpeg_pipe"
 
 
 # --- 6. a missing trust anchor ----------------------------------------------------------------------------------

@@ -160,8 +160,8 @@ def test_reference_images_are_added_as_multipart_by_the_holder_only(client: Test
     ("/v1/gate/check", b'{"prompt": "a cat", "as_account": "bob\\u0000"}'),
     ("/v1/works", b'{"name": "Some Work", "aliases": ["Other \\u0000 Name"]}'),
 ])
-def test_text_no_database_can_store_gets_a_problem_not_a_500(client: TestClient, initialized, path: str,  # type: ignore[no-untyped-def]
-                                                              body: bytes) -> None:
+def test_text_no_database_can_store_gets_a_problem_not_a_500(  # type: ignore[no-untyped-def]
+        client: TestClient, initialized, path: str, body: bytes) -> None:
     """JSON can spell an unpaired surrogate (UTF-8 cannot encode it) and NUL (PostgreSQL's text refuses it). Such a
     prompt was gated, then failed the insert: a 500, with the gate's denial neither stored nor audited."""
     who = "studio" if path == "/v1/works" else "admin"
