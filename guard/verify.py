@@ -123,7 +123,7 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
                      "marked before that key was rotated is. If it was retired because it leaked, whoever holds it "
                      "could have made this mark; a Trusted manifest is then the stronger evidence.")
     stored = stored_generation(report, by_label, trust)
-    confirmed_by = _confirmation(report, stored, path, mime, own_trust, resolve, notes)
+    confirmed_by = _confirmation(report, stored, path, mime, own_trust, detection, resolution, notes)
     recovered = None
     if resolution is not None and resolution.manifest and _needs_recovery(report, resolution, stored):
         recovered = recover_manifest(resolution, detection.payload or b"", path, mime, trust)
@@ -158,13 +158,15 @@ def stored_generation(report: C2paReport, by_label: LabelResolver | None,
 
 
 def _confirmation(report: C2paReport, stored: Resolution | None, path: Path, mime: str | None,
-                  own_trust: c2pa.Context | None, resolve: Resolver, notes: list[str]) -> str | None:
+                  own_trust: c2pa.Context | None, detection: Detection, resolution: Resolution | None,
+                  notes: list[str]) -> str | None:
     """How the file's Hallmark manifest is confirmed as this service's ("store", "signing_key"), or None.
 
     A manifest that is not the stored one but validates under this service's own CA ("signing_key") is confirmed
-    only when it names a generation this service made: its soft binding's payload leads to a generation with the
-    generation id it states. Only the gateway signs, so a manifest under our key naming no generation of ours means
-    the key was used elsewhere (a retired key that leaked keeps validating, for the clips signed before)."""
+    only when the file's own watermark agrees: it carries the payload the manifest declares and leads (read with
+    the key its generation was marked with) to the generation the manifest names. Only the gateway signs, and
+    generation ids and payloads are public, so a signature alone proves only that the key signed: a retired key
+    that leaked keeps validating, and could otherwise sign any footage in any generation's name."""
     if not report.present or report.state != "Trusted" or report.hallmark is None:
         return None
     if stored is not None:
@@ -172,11 +174,12 @@ def _confirmation(report: C2paReport, stored: Resolution | None, path: Path, mim
     if own_trust is None or mime is None or read_c2pa(path, own_trust, mime).state != "Trusted":
         return None
     claimed = report.hallmark.get("generation_id")
-    declared = (resolve(payload) for payload in _bound_payloads(report))
-    if any(resolution is not None and resolution.record.get("generation_id") == claimed for resolution in declared):
+    if (resolution is not None and detection.payload in _bound_payloads(report)
+            and resolution.record.get("generation_id") == claimed):
         return "signing_key"
-    notes.append(f"The manifest is signed with this service's key but names generation {claimed!s:.64}, which this "
-                 "service did not make: the key was used outside the gateway, so its word is not taken.")
+    notes.append(f"The manifest is signed with this service's key and names generation {claimed!s:.64}, but it is "
+                 "not the manifest stored for that generation and the video's watermark does not confirm it: the "
+                 "key was used outside the gateway, so its word is not taken.")
     return None
 
 
