@@ -125,9 +125,11 @@ VIDEO_DEMUXERS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", 
 # never a video, so it is refused like any other unreadable input (after opening, to say why).
 TEXT_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
 # Only those demuxers, and only the local file: no protocol can be reached from inside the file either.
-# And no decoder, the one that probes the file while it is opened included, allocates a frame larger than 8K
+# And no decoder, the one that probes the file while it is opened included, allocates a frame much larger than 8K
 # (MAX_FRAME_SIZE below): a PNG says its size only in its first frame, and a 2 MB one of 16000x16000 took 2 GB to open.
-MAX_PIXELS = 8192 * 4320
+# FFmpeg checks the size padded to its stride alignment (a portrait 4320x8192 frame counts as 4352x8192), so the
+# decoders' cap leaves room for that; the 8K rule itself is `refuse_oversized`'s, on the real size.
+MAX_PIXELS = 4608 * 8192
 _OPEN_OPTIONS = {"format_whitelist": ",".join((*VIDEO_DEMUXERS, *sorted(TEXT_DEMUXERS))), "protocol_whitelist": "file",
                  "max_pixels": str(MAX_PIXELS)}
 SUPPORTED_INPUTS = ("Supported inputs are videos in MP4, MOV, M4V, MKV, WebM, AVI, MPEG-TS, MPEG-PS, FLV, WMV, Ogg or "
@@ -216,7 +218,7 @@ def _orientation(container: av.container.InputContainer, stream: av.video.stream
 # more, and the decoded frame is itself the cost (an 89-byte GIF can declare a 16000x16000 screen, which took
 # verification to 1.2 GB before it was refused). `probe` refuses by the container's header before it decodes the
 # first frame; `refuse_oversized` is there for frames that grow later.
-MAX_FRAME_SIZE = (8192, 4320)  # MAX_PIXELS's two sides, for the message
+MAX_FRAME_SIZE = (8192, 4320)  # DCI 8K, the largest frame Hallmark reads (either way round)
 
 
 def refuse_oversized(width: int, height: int, lead: str = "The video's frames are") -> None:

@@ -117,3 +117,15 @@ def test_a_small_file_declaring_a_huge_picture_is_refused_without_decoding_it(tm
         message, peak_mib = done.stdout.strip().splitlines()
         assert "larger than the 8192x4320 (8K) that Hallmark reads" in message, done.stdout + done.stderr
         assert int(peak_mib) < 300, f"{path.name}: {peak_mib} MiB to refuse it"
+
+
+def test_a_portrait_8k_frame_is_read(tmp_path: Path) -> None:
+    """FFmpeg checks its pixel cap against the size padded to its stride (4320 wide counts as 4352), so a cap of
+    exactly 8192x4320 refused a portrait DCI 8K clip as undecodable."""
+    from guard.media import VideoWriter
+
+    portrait = tmp_path / "portrait.mp4"
+    with VideoWriter(portrait, 4320, 8192, 1, preset="ultrafast") as writer:
+        writer.write(Frame(np.full((8192 * 3 // 2, 4320), 128, dtype=np.uint8)))
+    assert (probe(portrait).width, probe(portrait).height) == (4320, 8192)
+    assert [frame.y.shape for frame in read_frames(portrait)] == [(8192, 4320)]
