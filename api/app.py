@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import problems
 from api.audit import record_policy_loaded
@@ -13,6 +13,7 @@ from api.body_limit import MAX_JSON_BYTES, BodyLimit, Limit
 from api.context import Hallmark
 from api.generation import HALLMARK_VERSION
 from api.jobs import WorkerPool
+from api.request_body import storable_url
 from api.routers import accounts, audit, cameos, gate, generations, health, softbinding, verify, works
 from api.settings import Settings, load_settings
 from api.uploads import MULTIPART_ALLOWANCE
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
         version=HALLMARK_VERSION,
         description="Provenance, watermarking and consent-gating for AI video generation.",
         lifespan=lifespan,
+        dependencies=[Depends(storable_url)],
     )
     app.state.hallmark = hm
     app.state.workers = pool

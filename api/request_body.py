@@ -3,13 +3,18 @@
 JSON may spell characters no database stores: an unpaired surrogate ("\\ud800", which UTF-8 cannot encode, so
 neither SQLite nor PostgreSQL takes it) and NUL ("\\u0000", which PostgreSQL's text refuses). Such a prompt or name
 passed validation, was gated, and then failed the insert: a 500, with the gate's denial neither stored nor audited.
-Checked once here, over the whole body, so that every field of every request is covered, the nested ones too."""
+Checked once here, over the whole body, so that every field of every request is covered, the nested ones too; and
+once for every route (`storable_url`, an app-wide dependency) over the path and query values: a NUL in
+/v1/generations/ab%00cd or /manifests/urn:c2pa:%00 reached PostgreSQL, a 500."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
 from pydantic import BaseModel, model_validator
+
+from api.problems import ApiProblem
 
 
 def unstorable(value: Any, where: str = "body") -> str | None:
@@ -41,3 +46,11 @@ class RequestBody(BaseModel):
         if (found := unstorable(data)) is not None:
             raise ValueError(f"{found}; send valid Unicode text without it.")
         return data
+
+
+def storable_url(request: Request) -> None:
+    """The same check for the path's and the query's values (a 422 problem)."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if (found := unstorable(str(value), name)) is not None:
+            raise ApiProblem(422, "invalid_input", f"The URL's {found}.",
+                             hint="Send the identifier or value as it was given to you.")

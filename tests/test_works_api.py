@@ -178,6 +178,18 @@ def test_text_no_database_can_store_gets_a_problem_not_a_500(  # type: ignore[no
     assert fine.status_code == 200, fine.text
 
 
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/manifests/urn:c2pa:%00abc"), ("GET", "/v1/generations/ab%00cd"), ("GET", "/v1/works/ab%00cd"),
+    ("GET", "/v1/cameos/ab%00cd"), ("POST", "/v1/accounts/ab%00cd/keys"), ("GET", "/v1/works?holder=st%00udio"),
+])
+def test_a_nul_in_the_url_gets_a_problem_not_a_500(client: TestClient, method: str, path: str) -> None:
+    """PostgreSQL's text refuses NUL: a NUL in a path or query value reached it as a 500 (the manifest route needs
+    no key)."""
+    response = client.request(method, path, headers=client.keys["admin"])
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_input" and "NUL character" in response.json()["detail"]
+
+
 def _audit_count(initialized) -> int:  # type: ignore[no-untyped-def]
     from sqlmodel import func, select
 
