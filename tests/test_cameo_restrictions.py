@@ -192,6 +192,15 @@ def test_categories_cover_everyday_words_for_what_they_name(policy: Policy, cate
     assert not _allowed(policy, prompt, (), (category,)), prompt
 
 
+@pytest.mark.parametrize("category,prompt", [
+    ("weapons", "@ann writing bullet points"), ("drugs", "@ann in ecstasy after winning"),
+    ("drugs", "@ann snorting with laughter"), ("sexual", "@ann watching nothing on TV tonight"),
+])
+def test_categories_leave_out_words_with_an_everyday_second_sense(policy: Policy, category: str,
+                                                                   prompt: str) -> None:
+    assert _allowed(policy, prompt, (), (category,)), prompt
+
+
 @pytest.mark.parametrize("word,forms", [
     ("punch", ("punched", "punches", "punching")), ("stab", ("stabbed", "stabbing", "stabs")),
     ("rally", ("rallied", "rallies", "rallying")), ("vote", ("voted", "votes", "voting")),
