@@ -272,10 +272,7 @@ def verify_registration(hm: Hallmark, actor: Account, cameo_id: str, video: Path
         cameo = manageable(session, actor, cameo_id)
         if cameo.status != CameoStatus.pending:  # verified by a concurrent upload meanwhile
             raise Conflict(f"@{cameo.handle} is already {cameo.status}.")
-        # Enrolments take turns from here to the commit, and the face is checked again in this turn: checked only
-        # before, two accounts verifying the same face at once were both enrolled (2 of 4 runs on SQLite).
-        FaceTemplates(session).take_turn()
-        failures = impersonation_failures(hm, [verdict.template], owner_id, reveal=actor.role == Role.admin)
+        failures = _checked_in_turn(hm, session, [verdict.template], owner_id, reveal=actor.role == Role.admin)
         if not failures:
             hm.likeness.enroll(session, SubjectKind.cameo, cameo.id, [verdict.template], source="video")
             Cameos(session).mark_verified(cameo, CameoStatus.verified, {
@@ -302,6 +299,15 @@ def _challenge_failure(challenge: CameoChallenge | None, cameo_id: str) -> Failu
 
 def _unsupported(exc: HallmarkError) -> Failure:
     return Failure("unsupported_file", f"{exc.message} Upload a short video (MP4, MOV, WebM, MKV, AVI or GIF).")
+
+
+def _checked_in_turn(hm: Hallmark, session: Session, templates: list[np.ndarray], owner_id: str, *, reveal: bool,
+                     allow_protected_id: str | None = None) -> list[Failure]:
+    """Take this transaction's enrolment turn (FaceTemplates.take_turn: enrolments wait for each other until one
+    commits), then check the faces against every other cameo and protected person. Checked only before the turn,
+    two accounts verifying the same face at once were both enrolled (2 of 4 runs on SQLite)."""
+    FaceTemplates(session).take_turn()
+    return impersonation_failures(hm, templates, owner_id, reveal=reveal, allow_protected_id=allow_protected_id)
 
 
 def impersonation_failures(hm: Hallmark, templates: list[np.ndarray], owner_id: str, *, reveal: bool,
@@ -394,28 +400,35 @@ def enroll_by_operator(hm: Hallmark, operator: Account, *, handle: str, owner_na
         protected = ProtectedPersons(session).require_by_name(protected_name) if protected_name else None
     try:
         found = faces_from_files(hm, video, images, on_progress)
-        failures = impersonation_failures(hm, found.templates, owner.id, reveal=True,
-                                          allow_protected_id=protected.id if protected else None)
-        if failures:
-            raise RegistrationRejected(failures)
+        with hm.db.session() as session:
+            failures = _checked_in_turn(hm, session, found.templates, owner.id, reveal=True,
+                                        allow_protected_id=protected.id if protected else None)
+            if not failures:
+                return _enroll_by_operator(hm, session, operator, handle, owner, protected, visibility, found,
+                                           "video" if video is not None else "image", evidence)
+            session.rollback()  # the turn ends here; the rejection is recorded in a transaction of its own
+        raise RegistrationRejected(failures)
     except RegistrationRejected as exc:  # logged like a failed self-service verification
         _audit_failures(hm, operator, None, exc.failures, "cameo.verification_failed", method="operator",
                         owner_id=owner.id, personal={"handle": handle})
         raise
-    with hm.db.session() as session:
-        cameo = Cameos(session).create(handle, owner.id, visibility)
-        cameo.protected_person_id = protected.id if protected else None
-        hm.likeness.enroll(session, SubjectKind.cameo, cameo.id, found.templates,
-                           source="video" if video is not None else "image")
-        Cameos(session).mark_verified(cameo, CameoStatus.verified_by_operator,
-                                      {**found.summary, "evidence": evidence.strip(), "operator": operator.name})
-        audit = AuditLog(session)
-        audit.append("cameo.registered", actor_id=operator.id, subject=cameo.id, owner_id=owner.id,
-                     method="operator", personal={"handle": cameo.handle})
-        audit.append("cameo.verified", actor_id=operator.id, subject=cameo.id, method="operator",
-                     templates=len(found.templates),
-                     personal={"handle": cameo.handle, "evidence": evidence.strip()})
-        return cameo_view(session, cameo)
+
+
+def _enroll_by_operator(hm: Hallmark, session: Session, operator: Account, handle: str, owner: Account,
+                        protected: ProtectedPerson | None, visibility: Visibility, found: FaceEvidence,
+                        source: str, evidence: str) -> CameoView:
+    """The operator's cameo, its faces and its audit entries, in the caller's transaction (its enrolment turn)."""
+    cameo = Cameos(session).create(handle, owner.id, visibility)
+    cameo.protected_person_id = protected.id if protected else None
+    hm.likeness.enroll(session, SubjectKind.cameo, cameo.id, found.templates, source=source)
+    Cameos(session).mark_verified(cameo, CameoStatus.verified_by_operator,
+                                  {**found.summary, "evidence": evidence.strip(), "operator": operator.name})
+    audit = AuditLog(session)
+    audit.append("cameo.registered", actor_id=operator.id, subject=cameo.id, owner_id=owner.id,
+                 method="operator", personal={"handle": cameo.handle})
+    audit.append("cameo.verified", actor_id=operator.id, subject=cameo.id, method="operator",
+                 templates=len(found.templates), personal={"handle": cameo.handle, "evidence": evidence.strip()})
+    return cameo_view(session, cameo)
 
 
 @dataclass
