@@ -8,8 +8,8 @@ Frames are read upright, as a player shows them: a phone's portrait clip is stor
 display matrix in its container (a rotation, sometimes with a mirror, as a front camera may write), which
 `read_frames` applies as the `ffmpeg` command does by default. The marks are therefore drawn and read in the
 orientation people see, so a marked clip that a platform re-encodes upright, or that keeps its tag, still reads; a
-tag added to a marked clip without re-encoding it cannot hide the mark; and what `stamp_file` writes is upright and
-needs no tag.
+tag added to a marked clip without re-encoding it hides the mark only by turning what people see (a quarter or half
+turn, which the detector does not try); and what `stamp_file` writes is upright and needs no tag.
 """
 
 from __future__ import annotations
@@ -179,8 +179,11 @@ class Orientation:
 
     @classmethod
     def of(cls, frame: av.VideoFrame) -> "Orientation":
-        """Read from the frame's display matrix (FFmpeg hands it on with each decoded frame). Only whole quarter
-        turns occur in practice (phones and cameras write them); other angles count as the nearest.
+        """Read from the frame's display matrix (FFmpeg hands it on with each decoded frame). Only a whole quarter
+        turn at unit scale, with or without a mirror, is applied (phones and cameras write nothing else); any other
+        matrix (46 degrees, a scale) is ignored, as browsers ignore it: applied as the nearest quarter turn, a tag
+        added to a marked clip without re-encoding turned the picture for the detector alone and hid the mark,
+        while viewers saw the clip unchanged.
 
         FFmpeg's `rotation` alone takes a mirror for a half turn (a left-right mirror reads as 180 degrees), which
         would show the picture upside down. So the mirror is read from the sign of the matrix's determinant, and the
@@ -191,13 +194,11 @@ class Orientation:
                        if data.type == SideDataType.DISPLAYMATRIX), None)
         if matrix is None or matrix.size < 9:
             return cls()
-        # FFmpeg's av_display_rotation_get, here rather than PyAV's `frame.rotation`, which raises on a matrix
-        # without a scale (all zeros: a broken tag, which players ignore and so does this).
-        a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]
-        scale_x, scale_y = math.hypot(a, c), math.hypot(b, d)
-        if scale_x == 0 or scale_y == 0:
-            return cls()
-        rotation = -math.degrees(math.atan2(b / scale_y, a / scale_x))  # counter-clockwise, -180..180
+        a, b, c, d = (round(value / 65536.0, 3) for value in (matrix[0], matrix[1], matrix[3], matrix[4]))  # 16.16
+        if sorted(abs(value) for value in (a, b, c, d)) != [0.0, 0.0, 1.0, 1.0] or abs(a * d - b * c) != 1.0:
+            return cls()  # not a quarter turn at unit scale (an all-zero matrix, which PyAV's `rotation` raises on)
+        # FFmpeg's av_display_rotation_get, on a matrix of unit scale.
+        rotation = -math.degrees(math.atan2(b, a))  # counter-clockwise, -180..180
         mirrored = a * d - b * c < 0
         turns = round(rotation / 90.0) + (2 if mirrored else 0)
         return cls(turns % 4, mirrored)

@@ -64,9 +64,16 @@ def test_every_display_orientation_reads_upright(tmp_path: Path, degrees: int, h
     assert error < 3.0, f"mean luma error {error:.1f} levels: not read as the player shows it"
 
 
-def test_a_broken_display_matrix_is_ignored_as_players_do(tmp_path: Path) -> None:
-    path = tmp_path / "broken.mp4"
-    _write_tagged(path, UPRIGHT, [0] * 9)
+@pytest.mark.parametrize("matrix", [
+    [0] * 9,  # broken
+    [46000, -47000, 0, 47000, 46000, 0, 0, 0, 1 << 30],  # about 46 degrees
+    [0, -2 << 16, 0, 1 << 16, 0, 0, 0, 0, 1 << 30],  # a quarter turn with a 2:1 scale
+])
+def test_a_display_matrix_players_do_not_apply_is_ignored(tmp_path: Path, matrix: list[int]) -> None:
+    """Browsers apply quarter turns and mirrors only. Applied as the nearest quarter turn, such a tag, added to a
+    marked clip without re-encoding, turned the picture for the detector alone and hid the mark."""
+    path = tmp_path / "tagged.mp4"
+    _write_tagged(path, UPRIGHT, matrix)
     info = probe(path)
     assert (info.width, info.height, info.rotation, info.mirrored) == (160, 96, 0, False)
     assert np.abs(next(read_frames(path)).y.astype(np.float64) - _luma(UPRIGHT)).mean() < 3.0
