@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import skimage.data
@@ -136,6 +137,9 @@ def test_a_face_turned_on_its_side_or_upside_down_is_checked_too(world: World, m
         turned = np.ascontiguousarray(np.rot90(same_man, turns))
         assert codes(check(world, "dave", turned)) == ["likeness_without_consent"], turns
         assert check(world, "carol", turned)["allowed"] is True, turns  # still hers to use
+    # A large photo's turned copies are looked at downscaled (TURNED_LONG_SIDE); the face is still found.
+    large = cv2.resize(same_man, (3200, 2400), interpolation=cv2.INTER_CUBIC)
+    assert codes(check(world, "dave", np.ascontiguousarray(np.rot90(large, 1)))) == ["likeness_without_consent"]
     stranger = face_crop(media_dir, "asl-book.mkv", 30)
     upright_box = check(world, "dave", stranger)["reasons"][0]["evidence"]["box"]
     answer = check(world, "dave", np.ascontiguousarray(np.rot90(stranger, 2)))
