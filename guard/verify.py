@@ -372,10 +372,12 @@ def _verdict(c2pa_report: C2paReport, detection: Detection, record: dict[str, An
         lead = f"Signed by {_signer(c2pa_report)}"
         if recovered is not None or record is not None:
             return f"{lead}, but its watermark belongs to a Hallmark generation{recovery}{withdrawn}."
+        forgery = (f", and carries a forged Hallmark watermark (the payload of generation {forged}, made with "
+                   f"another key)" if forged is not None else "")
         if hallmark is not None:
             # Anyone can write our assertion label, a trusted partner too; only our store or our own CA confirms it.
-            return f"{lead}; it claims Hallmark provenance that this service cannot confirm."
-        return f"{lead}; not a Hallmark generation."
+            return f"{lead}; it claims Hallmark provenance that this service cannot confirm{forgery}."
+        return f"{lead}; not a Hallmark generation{forgery}."
     if forged is not None:
         retired = " (a retired key)" if detection.retired_key else ""
         return (f"Forged watermark: it carries the payload of generation {forged} but was made with watermark key "

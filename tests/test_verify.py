@@ -466,6 +466,22 @@ def test_a_mark_made_with_another_key_than_its_generation_was_marked_with_is_for
     assert any("whoever holds that key made this mark" in note for note in report["notes"])
     assert matches == []  # nor does the soft-binding resolution lead to the generation
 
+    # Signed by someone else as well: the verdict names the signer and the forgery.
+    other = issue_signing_certificate(make_root_ca("Mallory"), "Mallory")
+    signed = tmp_path / "signed_forgery.mp4"
+    sign_video(forged, signed, build_manifest(_facts("theirs")), pem_signer(other.certificate_pem,
+                                                                         other.private_key_pem))
+    retired.write_bytes(leaked)
+    try:
+        with TestClient(create_app(released.init.settings, workers=0)) as client:
+            report = client.post("/v1/verify", files={"file": ("s.mp4", signed.read_bytes(), "video/mp4")}).json()
+    finally:
+        retired.unlink()
+    assert report["verdict"] == ("Signed by Mallory Content Credentials (valid but not from a trusted signer); it "
+                                 "claims Hallmark provenance that this service cannot confirm, and carries a forged "
+                                 f"Hallmark watermark (the payload of generation {released.generation_id}, made with "
+                                 "another key)."), report["verdict"]
+
 
 def test_resolution_rejects_bad_queries(released: Released) -> None:
     client = released.client
