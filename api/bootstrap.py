@@ -9,12 +9,9 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlmodel import col, update
-
 from api.settings import Settings
-from guard.marks import watermark_key_id
 from guard.provenance.keys import make_ed25519_key, new_secret_key, write_private, write_public
-from registry import Accounts, AuditLog, Database, Generation, Role, Status
+from registry import Accounts, AuditLog, Database, Role
 
 
 @dataclass
@@ -54,7 +51,6 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
         # new log key would break the audit log's continuity with every checkpoint already published.
         _ensure_secret(paths.watermark_key, "watermark secret key", new_secret_key, result)
         _ensure_secret(paths.face_key, "face template key", new_secret_key, result)
-        _record_legacy_watermark_keys(settings, database, result)
         if not paths.log_key.exists():
             private, public = make_ed25519_key()
             write_private(paths.log_key, private)
@@ -85,25 +81,6 @@ def initialize(settings: Settings, *, force: bool = False, admin_name: str = "ad
         database.dispose()
     _sign_checkpoint(settings, result)
     return result
-
-
-def _record_legacy_watermark_keys(settings: Settings, database: Database, result: InitResult) -> None:
-    """Generations released before each recorded the watermark key it was marked with (migration 0006) get the
-    current key's id when no watermark key was ever retired, since every clip was then marked with it: a mark
-    made with another key then reads as forged (verify.py) for them too. With retired keys which key marked an
-    earlier clip cannot be told, so those keep none, and a read with a retired key only carries its note."""
-    if settings.watermark_retired_keys or any(settings.paths.watermark_retired.glob("*.key")):
-        return
-    key = (settings.watermark_key.get_secret_value().encode() if settings.watermark_key is not None
-           else settings.paths.watermark_key.read_bytes())
-    with database.session() as session:
-        recorded = session.execute(update(Generation).where(
-            col(Generation.watermark_key_id).is_(None), col(Generation.watermark_payload).is_not(None),
-            col(Generation.watermark_method) == "hallmark",
-            col(Generation.status).in_([Status.completed, Status.withdrawn]),
-        ).values(watermark_key_id=watermark_key_id(key))).rowcount
-    if recorded:
-        result.created.append(f"the watermark key's id on {recorded} earlier generation(s)")
 
 
 def _sign_checkpoint(settings: Settings, result: InitResult) -> None:

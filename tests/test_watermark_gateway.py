@@ -31,36 +31,3 @@ def test_gateway_releases_a_clip_carrying_the_hallmark_watermark(sqlite_initiali
     finally:
         hm.close()
 
-
-def test_init_records_the_watermark_key_of_generations_released_before_keys_were_recorded(  # type: ignore[no-untyped-def]
-        sqlite_initialized) -> None:
-    """Generations released before migration 0006 have no key id, so a mark made with a leaked key could not be told
-    forged for them. `hallmark init` records the current key for them when no key was ever retired (every clip was
-    marked with it); with a retired key it cannot tell which key marked them, and leaves them as they are."""
-    from sqlmodel import update
-
-    from api.bootstrap import initialize
-    from registry import Generation, Generations
-
-    hm = Hallmark(sqlite_initialized.settings)
-    try:
-        with hm.db.session() as session:
-            admin = Accounts(session).list()[0]
-        generation = submit(hm, admin, GenerationCreate(prompt="a lighthouse at dusk", frames=12, fps=12.0,
-                                                        width=256, height=256, seed=7))
-        assert run(hm, generation.id).status == Status.completed
-
-        def forget_and_init() -> str | None:
-            with hm.db.session() as session:  # as a generation released before keys were recorded
-                session.execute(update(Generation).values(watermark_key_id=None))
-            initialize(sqlite_initialized.settings)
-            with hm.db.session() as session:
-                return Generations(session).get(generation.id).watermark_key_id
-
-        assert forget_and_init() == watermark_key_id(hm.watermark_key)
-        retired = sqlite_initialized.settings.paths.watermark_retired
-        retired.mkdir(exist_ok=True)
-        (retired / "20250101T000000Z.key").write_bytes(b"an older watermark key, retired")
-        assert forget_and_init() is None
-    finally:
-        hm.close()
