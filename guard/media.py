@@ -179,11 +179,11 @@ class Orientation:
 
     @classmethod
     def of(cls, frame: av.VideoFrame) -> "Orientation":
-        """Read from the frame's display matrix (FFmpeg hands it on with each decoded frame). Only a whole quarter
-        turn at unit scale, with or without a mirror, is applied (phones and cameras write nothing else); any other
-        matrix (46 degrees, a scale) is ignored, as browsers ignore it: applied as the nearest quarter turn, a tag
-        added to a marked clip without re-encoding turned the picture for the detector alone and hid the mark,
-        while viewers saw the clip unchanged.
+        """Read from the frame's display matrix (FFmpeg hands it on with each decoded frame). A quarter turn, with
+        or without a mirror, is applied whatever the scale on each axis (a scale, such as an anamorphic desqueeze,
+        does not turn the picture); a matrix that turns by another angle (46 degrees) is ignored. Applied as the
+        nearest quarter turn, such a tag, added to a marked clip without re-encoding, turned the picture for the
+        detector alone and hid the mark (the detector reads turns of up to 10 degrees).
 
         FFmpeg's `rotation` alone takes a mirror for a half turn (a left-right mirror reads as 180 degrees), which
         would show the picture upside down. So the mirror is read from the sign of the matrix's determinant, and the
@@ -194,10 +194,12 @@ class Orientation:
                        if data.type == SideDataType.DISPLAYMATRIX), None)
         if matrix is None or matrix.size < 9:
             return cls()
-        a, b, c, d = (round(value / 65536.0, 3) for value in (matrix[0], matrix[1], matrix[3], matrix[4]))  # 16.16
-        if sorted(abs(value) for value in (a, b, c, d)) != [0.0, 0.0, 1.0, 1.0] or abs(a * d - b * c) != 1.0:
-            return cls()  # not a quarter turn at unit scale (an all-zero matrix, which PyAV's `rotation` raises on)
-        # FFmpeg's av_display_rotation_get, on a matrix of unit scale.
+        # Each entry's sign only (16.16 fixed point; below 1/1000 counts as zero): a quarter turn has exactly one
+        # non-zero entry in each row and column of the 2x2 part, whatever the scale.
+        a, b, c, d = (float(np.sign(round(matrix[index] / 65536.0, 3))) for index in (0, 1, 3, 4))
+        if abs(a * d - b * c) != 1.0 or (a != 0) == (b != 0):
+            return cls()  # another angle, or an all-zero matrix (which PyAV's `rotation` raises on)
+        # FFmpeg's av_display_rotation_get, on the matrix brought to unit scale.
         rotation = -math.degrees(math.atan2(b, a))  # counter-clockwise, -180..180
         mirrored = a * d - b * c < 0
         turns = round(rotation / 90.0) + (2 if mirrored else 0)

@@ -93,9 +93,10 @@ def test_owner_restrictions_deny_matching_prompts_for_everyone(initialized) -> N
         assert denied.status_code == 403 and "cameo_restricted_content" in denied.text, denied.text
         dry = client.post("/v1/gate/check", json=steered, headers=_auth(bob_key)).json()
         assert dry["allowed"] is False and "negative_prompt" in str(dry["reasons"][0]["evidence"]), dry
-        invisible = client.post("/v1/gate/check", json={"prompt": "@alice on a beach", "negative_prompt": "\u200b "},
-                                headers=_auth(bob_key))
-        assert invisible.json()["allowed"] is True, invisible.text  # says nothing to the model: no negative prompt
+        for odd in ("\U0001f455\U0001f456", "\u200b"):  # emoji, or invisible: a tokenizer may read them
+            answer = client.post("/v1/gate/check", json={"prompt": "@alice on a beach", "negative_prompt": odd},
+                                 headers=_auth(bob_key))
+            assert answer.json()["allowed"] is False, answer.text
 
         cleared = client.patch(f"/v1/cameos/{cameo_id}", headers=_auth(alice_key),
                                json={"content_restrictions": {"terms": [], "categories": []}})

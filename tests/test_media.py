@@ -67,15 +67,26 @@ def test_every_display_orientation_reads_upright(tmp_path: Path, degrees: int, h
 @pytest.mark.parametrize("matrix", [
     [0] * 9,  # broken
     [46000, -47000, 0, 47000, 46000, 0, 0, 0, 1 << 30],  # about 46 degrees
-    [0, -2 << 16, 0, 1 << 16, 0, 0, 0, 0, 1 << 30],  # a quarter turn with a 2:1 scale
 ])
-def test_a_display_matrix_players_do_not_apply_is_ignored(tmp_path: Path, matrix: list[int]) -> None:
-    """Browsers apply quarter turns and mirrors only. Applied as the nearest quarter turn, such a tag, added to a
-    marked clip without re-encoding, turned the picture for the detector alone and hid the mark."""
+def test_a_display_matrix_that_turns_by_another_angle_is_ignored(tmp_path: Path, matrix: list[int]) -> None:
+    """Applied as the nearest quarter turn, a 46-degree tag, added to a marked clip without re-encoding, turned the
+    picture for the detector alone and hid the mark."""
     path = tmp_path / "tagged.mp4"
     _write_tagged(path, UPRIGHT, matrix)
     info = probe(path)
     assert (info.width, info.height, info.rotation, info.mirrored) == (160, 96, 0, False)
+    assert np.abs(next(read_frames(path)).y.astype(np.float64) - _luma(UPRIGHT)).mean() < 3.0
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.999, 0.5])
+def test_a_scaled_quarter_turn_is_still_a_quarter_turn(tmp_path: Path, scale: float) -> None:
+    """A quarter turn with a scale (FFmpeg reads its rotation the same) is applied: ignored, a clip turned on its
+    side and tagged back upright at 2x read sideways and hid the mark."""
+    stored = np.ascontiguousarray(np.rot90(UPRIGHT, -1))  # what a 90-degree counter-clockwise tag shows upright
+    unit = round(65536 * scale)
+    path = tmp_path / "scaled.mp4"
+    _write_tagged(path, stored, [0, -unit, 0, unit, 0, 0, 0, 0, 1 << 30])
+    assert (probe(path).width, probe(path).height, probe(path).rotation) == (160, 96, 90)
     assert np.abs(next(read_frames(path)).y.astype(np.float64) - _luma(UPRIGHT)).mean() < 3.0
 
 

@@ -125,8 +125,8 @@ def _with_restrictions(cameo: CameoFacts | None, prompt: str, policy: Policy,
     # scores down); a fuzzy one only above the policy's fuzzy threshold.
     matches = [max(kinds.values(), key=lambda m: m.score) for kinds in found
                if "exact" in kinds or max(m.score for m in kinds.values()) >= policy.thresholds.fuzzy]
-    # Only one with some letter or digit in it: an invisible one ("\u200b") says nothing to the model.
-    if negative_prompt and any(unicodedata.category(char)[0] in "LN" for char in negative_prompt):
+    # Any one that is not blank: an emoji ("👙") or invisible characters may mean something to a model's tokenizer.
+    if negative_prompt and negative_prompt.strip():
         matches.append(Match(key="negative_prompt", kind="negative_prompt", score=1.0,
                              matched="a negative prompt, with a cameo whose owner restricted content",
                              text=negative_prompt.strip()[:100]))
