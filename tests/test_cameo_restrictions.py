@@ -189,6 +189,8 @@ def test_a_mention_in_other_characters_is_a_mention(policy: Policy, prompt: str)
     ("sexual", "@ann nackt am Strand"), ("alcohol", "@ann drinking a pint of lager"),
     ("alcohol", "@ann toasting with champagne"), ("alcohol", "@ann with a cerveza"),
     ("weapons", "@ann firing a handgun"), ("weapons", "@ann holding an AK-47"), ("violence", "@ann beaten up"),
+    ("drugs", "@ann taking ecstasy pills at a rave"), ("drugs", "@ann snorting a line of white powder"),
+    ("weapons", "@ann loading bullets into a magazine"), ("weapons", "@ann with a bullet wound"),
 ])
 def test_categories_cover_everyday_words_for_what_they_name(policy: Policy, category: str, prompt: str) -> None:
     """Words a reviewer found the categories missing (all allowed before); the 196 everyday prompts of
@@ -199,6 +201,7 @@ def test_categories_cover_everyday_words_for_what_they_name(policy: Policy, cate
 @pytest.mark.parametrize("category,prompt", [
     ("weapons", "@ann writing bullet points"), ("drugs", "@ann in ecstasy after winning"),
     ("drugs", "@ann snorting with laughter"), ("sexual", "@ann watching nothing on TV tonight"),
+    ("drugs", "@ann sorting coke bottles at the factory"), ("drugs", "@ann standing in line for coffee"),
 ])
 def test_categories_leave_out_words_with_an_everyday_second_sense(policy: Policy, category: str,
                                                                    prompt: str) -> None:
