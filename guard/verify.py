@@ -107,11 +107,10 @@ def verify_media(path: Path, *, trust: c2pa.Context, method: WatermarkMethod, re
         notes.append(note)
     resolution = resolve(detection.payload) if detection.detected and detection.payload is not None else None
     forged = _forged_generation(detection, resolution)
-    if forged is not None:
+    if forged is not None and resolution is not None:
         notes.append(f"The watermark carries the payload of generation {forged}, but it was read with watermark key "
                      f"{detection.key_id}, not the key that generation was marked with "
-                     f"({resolution.record.get('watermark_key_id') if resolution else None}): whoever holds that "
-                     "key made this mark.")
+                     f"({resolution.record.get('watermark_key_id')}): whoever holds that key made this mark.")
         resolution = None
     if detection.detected and detection.p_value is None and resolution is None:
         # A method without a presence test cannot tell a mark from noise; only a payload that resolves to one of
@@ -305,14 +304,16 @@ def _two_durations(read: float, total: float | None) -> tuple[str, str | None]:
     return shown_read, shown_total
 
 
+def made_with_another_key(read_with: str | None, marked_with: str | None) -> bool:
+    """Whether a mark read with the key `read_with` cannot be that of a generation marked with `marked_with` (public
+    key ids, recorded at release): a retired key that leaked can mark any footage with any payload, and payloads
+    are public (in every manifest). A key not known on either side proves nothing."""
+    return read_with is not None and marked_with is not None and read_with != marked_with
+
+
 def _forged_generation(detection: Detection, resolution: Resolution | None) -> str | None:
-    """The generation whose payload the mark carries, when the mark was made with another key than the one that
-    generation was marked with (recorded at release): a retired key that leaked can mark any footage with any
-    payload, and payloads are public (in every manifest). None when the keys agree or either is not known."""
-    if resolution is None or detection.key_id is None:
-        return None
-    marked_with = resolution.record.get("watermark_key_id")
-    if marked_with is None or marked_with == detection.key_id:
+    """The generation whose payload the mark carries, when the mark was made with another key than its own."""
+    if resolution is None or not made_with_another_key(detection.key_id, resolution.record.get("watermark_key_id")):
         return None
     return str(resolution.record.get("generation_id"))
 

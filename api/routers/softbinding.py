@@ -32,7 +32,7 @@ from guard.marks import METHODS, WatermarkMethod, watermark_method
 from guard.marks.invisible import PAYLOAD_BYTES
 from guard.media import probe
 from guard.provenance import c2pa_mime_for_container, payload_from_soft_binding_value, read_c2pa
-from guard.verify import detect_watermark, stored_generation
+from guard.verify import detect_watermark, made_with_another_key, stored_generation
 from registry import Generation, Generations, Status
 
 router = APIRouter(tags=["C2PA soft binding resolution"], dependencies=[PUBLIC_RATE_LIMIT])
@@ -108,7 +108,7 @@ def _match_payload(hm: Hallmark, method: WatermarkMethod, payload: bytes, key_id
             return []
         if generation.watermark_method and generation.watermark_method != method.name:
             return []  # the payload exists, but under another algorithm
-        if key_id and generation.watermark_key_id and generation.watermark_key_id != key_id:
+        if made_with_another_key(key_id, generation.watermark_key_id):
             return []
         return [Match(manifestId=generation.manifest_label, similarityScore=100)]
 
